@@ -1,0 +1,101 @@
+"""Command line: ``python -m codec encode IN.wav OUT.npy`` and ``python -m codec decode IN.npy OUT.wav``.
+
+Errors are one line on stderr with exit status 2, and no output file is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import torch
+
+from .audio import load_audio, save_audio
+from .checkpoint import atomic_path
+from .errors import CodecError
+from .model import LanguageCodec
+
+
+def load_codec(checkpoint: str, official_config: Optional[str] = None) -> LanguageCodec:
+    """A release directory of this project, or an official Language-Codec checkpoint file."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        return LanguageCodec.from_pretrained(path)
+    if path.is_file():
+        return LanguageCodec.from_official_checkpoint(path, official_config)
+    raise CodecError(f"checkpoint {path} does not exist")
+
+
+def _read_codes(path: Path) -> torch.Tensor:
+    if not path.is_file():
+        raise CodecError(f"codes file {path} does not exist")
+    try:
+        codes = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise CodecError(f"cannot read codes {path}: {err}") from None
+    if not np.issubdtype(codes.dtype, np.integer):
+        raise CodecError(f"codes in {path} are {codes.dtype}, expected integers")
+    return torch.from_numpy(codes.astype(np.int64))
+
+
+def encode(args: argparse.Namespace) -> None:
+    codec = load_codec(args.checkpoint, args.official_config)
+    wav = load_audio(args.input, codec.sample_rate)
+    codes = codec.encode(wav[None], args.num_quantizers)[0].numpy()
+    dtype = np.int16 if codec.codebook_size <= np.iinfo(np.int16).max else np.int32
+    out = Path(args.output)
+    if out.suffix != ".npy":
+        raise CodecError(f"codes are written as .npy, got {out.name}")
+    if not out.parent.is_dir():
+        raise CodecError(f"cannot write {out}: directory {out.parent} does not exist")
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, codes.astype(dtype))
+    print(f"{args.input} -> {out}: {codes.shape[0]} codebooks x {codes.shape[1]} frames "
+          f"({codes.shape[1] / codec.frame_rate:.2f} s at {codec.frame_rate} Hz)", file=sys.stderr)
+
+
+def decode(args: argparse.Namespace) -> None:
+    codec = load_codec(args.checkpoint, args.official_config)
+    codes = _read_codes(Path(args.input))
+    wav = codec.decode(codes, bandwidth_id=args.bandwidth_id)
+    if wav.shape[0] != 1:
+        raise CodecError(f"codes hold a batch of {wav.shape[0]}; decode one utterance [K, T] per file")
+    save_audio(args.output, wav[0, 0], codec.sample_rate)
+    print(f"{args.input} -> {args.output}: {wav.shape[-1] / codec.sample_rate:.2f} s at {codec.sample_rate} Hz",
+          file=sys.stderr)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m codec", description="Language-Codec: audio <-> codes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, fn, inp, out in (("encode", encode, "audio file (any rate and channel count)", "codes .npy [K, T]"),
+                               ("decode", decode, "codes .npy [K, T]", "audio file (.wav, .flac)")):
+        p = sub.add_parser(name, help=f"{inp} -> {out}")
+        p.add_argument("input", help=inp)
+        p.add_argument("output", help=out)
+        p.add_argument("--checkpoint", required=True, help="release directory or official checkpoint file")
+        p.add_argument("--official-config", help="official config yaml for an official checkpoint")
+        p.set_defaults(fn=fn)
+        if name == "encode":
+            p.add_argument("--num-quantizers", type=int, help="codebooks to keep (default: all)")
+        else:
+            p.add_argument("--bandwidth-id", type=int, default=0, help="decoder AdaLayerNorm row (default 0)")
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.fn(args)
+    except (CodecError, ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Language-Codec: SEANet encoder -> MCRVQ (or RVQ) -> Vocos backbone -> ISTFT head, at 24 kHz and 75 frames/s."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .config import CodecConfig
+from .decoder import VocosBackbone
+from .encoder import SeanetEncoder
+from .errors import CodecError
+from .heads import ISTFTHead
+from .quantizer import QuantizerOutput, build_quantizer
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class CodecOutput:
+    """What ``LanguageCodec.forward`` returns.
+
+    Attributes:
+        audio: reconstruction ``[B, 1, T * hop]``.
+        codes: ``[B, K, T]``.
+        commit_loss: scalar commitment loss (zero in eval mode).
+        latent: encoder output ``[B, D, T]``.
+        quantized: quantized latent ``[B, D, T]``.
+        bandwidth_id: ``[1]`` the AdaLayerNorm row used by the decoder.
+    """
+
+    audio: torch.Tensor
+    codes: torch.Tensor
+    commit_loss: torch.Tensor
+    latent: torch.Tensor
+    quantized: torch.Tensor
+    bandwidth_id: torch.Tensor
+
+
+class LanguageCodec(nn.Module):
+    """The codec. ``LanguageCodec(CodecConfig())`` is the release size with random weights.
+
+    Attributes:
+        sample_rate, frame_rate, hop_length, num_codebooks, codebook_size, config.
+    """
+
+    def __init__(self, config: Optional[CodecConfig] = None):
+        super().__init__()
+        config = config or CodecConfig()
+        self.config = config
+        self.encoder = SeanetEncoder(config.encoder)
+        self.quantizer = build_quantizer(config.encoder.latent_dim, config.quantizer)
+        self.backbone = VocosBackbone(config.encoder.latent_dim, config.decoder)
+        self.head = ISTFTHead(config.decoder.dim, config.decoder.n_fft, config.hop_length,
+                              config.decoder.max_magnitude)
+
+    # Properties of the codec interface --------------------------------------------------------------------------
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.sample_rate
+
+    @property
+    def frame_rate(self) -> int:
+        return self.config.frame_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.config.hop_length
+
+    @property
+    def num_codebooks(self) -> int:
+        return self.config.quantizer.num_quantizers
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.quantizer.codebook_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.head.out.weight.device
+
+    # Core ---------------------------------------------------------------------------------------------------------
+
+    def forward(self, wav: torch.Tensor, bandwidth_id: Optional[Union[int, torch.Tensor]] = None,
+                num_quantizers: Optional[int] = None) -> CodecOutput:
+        """Encode, quantize and decode.
+
+        Args:
+            wav: ``[B, L]`` or ``[B, 1, L]`` at ``sample_rate``.
+            bandwidth_id: AdaLayerNorm row; default: uniform random in training (as the official training), 0 in eval.
+            num_quantizers: default: a random choice from ``train_num_quantizers`` in training, all in eval.
+        """
+        wav = self._check_wav(wav)
+        latent = self.encoder(wav)
+        q: QuantizerOutput = self.quantizer(latent, num_quantizers)
+        if bandwidth_id is None and self.training:
+            bandwidth_id = int(torch.randint(0, self.config.decoder.num_bandwidths, (1,)).item())
+        bw = self._bandwidth(0 if bandwidth_id is None else bandwidth_id)
+        audio = self.head(self.backbone(q.quantized, bw)).unsqueeze(1)
+        return CodecOutput(audio=audio, codes=q.codes, commit_loss=q.commit_loss, latent=latent,
+                           quantized=q.quantized, bandwidth_id=bw)
+
+    def encode(self, wav: torch.Tensor, num_quantizers: Optional[int] = None) -> torch.Tensor:
+        """Waveform ``[B, L]`` or ``[B, 1, L]`` -> codes ``LongTensor[B, K, ceil(L / hop)]``.
+
+        Runs the same quantizer routine as ``forward`` (in eval mode), so the codes are the ones training sees.
+        """
+        with torch.inference_mode(), _eval(self):
+            wav = self._check_wav(wav)
+            return self.quantizer(self.encoder(wav), num_quantizers or self.num_codebooks).codes
+
+    def decode(self, codes: torch.Tensor, bandwidth_id: Union[int, torch.Tensor] = 0) -> torch.Tensor:
+        """Codes ``[B, K, T]`` (any K <= num_codebooks, or ``[K, T]``) -> waveform ``[B, 1, T * hop]``."""
+        with torch.inference_mode(), _eval(self):
+            codes = self._check_codes(codes)
+            return self.head(self.backbone(self.quantizer.decode(codes), self._bandwidth(bandwidth_id))).unsqueeze(1)
+
+    def encode_batch(self, wavs: Sequence[torch.Tensor], num_quantizers: Optional[int] = None) -> List[torch.Tensor]:
+        """Encode utterances of different lengths in one padded batch.
+
+        Args:
+            wavs: 1-D waveforms at ``sample_rate``.
+        Returns:
+            one ``LongTensor[K, ceil(L_i / hop)]`` per input. Frames whose receptive field reaches the zero padding
+            (the last few of all but the longest input) can differ from encoding the utterance alone.
+        """
+        if not wavs:
+            return []
+        lengths = [int(w.shape[-1]) for w in wavs]
+        batch = torch.zeros(len(wavs), max(lengths), dtype=torch.float32, device=self.device)
+        for i, w in enumerate(wavs):
+            if w.dim() != 1:
+                raise CodecError(f"encode_batch expects 1-D waveforms, got shape {tuple(w.shape)}")
+            batch[i, : lengths[i]] = w.to(batch)
+        codes = self.encode(batch, num_quantizers)
+        return [codes[i, :, : -(-n // self.hop_length)] for i, n in enumerate(lengths)]
+
+    # Validation ---------------------------------------------------------------------------------------------------
+
+    def _check_wav(self, wav: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(wav) or not wav.is_floating_point():
+            raise CodecError("audio must be a floating-point tensor")
+        if wav.dim() == 2:
+            wav = wav.unsqueeze(1)
+        if wav.dim() != 3 or wav.shape[1] != 1:
+            raise CodecError(f"audio must be [B, L] or [B, 1, L] mono, got shape {tuple(wav.shape)}")
+        if wav.shape[-1] == 0 or wav.shape[0] == 0:
+            raise CodecError("audio is empty")
+        if not bool(torch.isfinite(wav).all()):
+            raise CodecError("audio contains NaN or infinite samples")
+        return wav.to(self.device, torch.float32)
+
+    def _check_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        if not torch.is_tensor(codes) or codes.is_floating_point() or codes.is_complex():
+            raise CodecError("codes must be an integer tensor")
+        if codes.dim() == 2:
+            codes = codes.unsqueeze(0)
+        if codes.dim() != 3:
+            raise CodecError(f"codes must be [B, K, T] or [K, T], got shape {tuple(codes.shape)}")
+        b, k, t = codes.shape
+        if not 1 <= k <= self.num_codebooks:
+            raise CodecError(f"codes have {k} codebooks; this codec has 1..{self.num_codebooks}")
+        if t == 0 or b == 0:
+            raise CodecError("codes are empty")
+        lo, hi = int(codes.min()), int(codes.max())
+        if lo < 0 or hi >= self.codebook_size:
+            raise CodecError(f"codes out of range [0, {self.codebook_size}): found values {lo}..{hi}")
+        return codes.to(self.device, torch.long)
+
+    def _bandwidth(self, bandwidth_id: Union[int, torch.Tensor]) -> torch.Tensor:
+        n = self.config.decoder.num_bandwidths
+        bw = torch.as_tensor(bandwidth_id, dtype=torch.long, device=self.device).reshape(-1)
+        if bw.numel() == 0 or int(bw.min()) < 0 or int(bw.max()) >= n:
+            raise CodecError(f"bandwidth_id must be in 0..{n - 1}, got {bandwidth_id}")
+        return bw
+
+    # Save and load ------------------------------------------------------------------------------------------------
+
+    def save_pretrained(self, directory: Union[str, os.PathLike]) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each file atomically)."""
+        from .checkpoint import save_release
+        return save_release(self, directory)
+
+    @classmethod
+    def from_pretrained(cls, directory: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu",
+                        ) -> "LanguageCodec":
+        """Load a release directory written by ``save_pretrained``; the model is returned in eval mode."""
+        from .checkpoint import load_release
+        return load_release(cls, directory, map_location)
+
+    @classmethod
+    def from_official_checkpoint(cls, path: Union[str, os.PathLike], config: Union[None, CodecConfig, str,
+                                 os.PathLike] = None) -> "LanguageCodec":
+        """Load a checkpoint released by the official Language-Codec project.
+
+        Args:
+            path: Lightning ``.ckpt`` (with ``state_dict``), or a safetensors / ``torch.save`` state dict with the
+                official key names.
+            config: ``None`` (the v2 ``languagecodec_mm.yaml`` architecture, with sizes read from the weights), a
+                ``CodecConfig``, or the path of an official config yaml.
+        """
+        from .official import load_official
+        return load_official(cls, path, config)
+
+
+class _eval:
+    """Context manager: eval mode inside, the previous mode restored after."""
+
+    def __init__(self, module: nn.Module):
+        self.module, self.was_training = module, module.training
+
+    def __enter__(self) -> None:
+        if self.was_training:
+            self.module.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.was_training:
+            self.module.train()
+
+
+def config_to_json(config: CodecConfig) -> str:
+    return json.dumps({"format_version": FORMAT_VERSION, "model": "LanguageCodec", **config.to_dict()}, indent=2)
