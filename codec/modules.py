@@ -43,7 +43,7 @@ class WeightNorm(nn.Module):
 
 
 def _norm_except_first(w: torch.Tensor) -> torch.Tensor:
-    return w.norm(dim=tuple(range(1, w.dim())), keepdim=True)
+    return torch.linalg.vector_norm(w, dim=tuple(range(1, w.dim())), keepdim=True)
 
 
 class WNConv1d(WeightNorm):

@@ -1,0 +1,106 @@
+"""Codec training losses: hinge adversarial, feature matching, log-mel L1 (paper section 3.4; Vocos)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Dict, List
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .discriminators import SubOutput
+
+Verdicts = Dict[str, List[SubOutput]]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the generator loss terms; defaults are the official ones."""
+
+    mel: float = 45.0
+    commitment: float = 1000.0
+    adversarial: float = 1.0
+    feature_matching: float = 1.0
+
+
+def discriminator_loss(real: Verdicts, fake: Verdicts) -> torch.Tensor:
+    """Hinge loss ``relu(1 - D(x)) + relu(1 + D(G(z)))``, averaged over the sub-discriminators of each family and
+    summed over families (as the official code)."""
+    total = 0.0
+    for name in real:
+        per = [F.relu(1 - r.logits).mean() + F.relu(1 + f.logits).mean() for r, f in zip(real[name], fake[name])]
+        total = total + sum(per) / len(per)
+    return total
+
+
+def generator_adversarial_loss(fake: Verdicts) -> torch.Tensor:
+    """Hinge loss ``relu(1 - D(G(z)))``, averaged per family, summed over families."""
+    total = 0.0
+    for subs in fake.values():
+        total = total + sum(F.relu(1 - s.logits).mean() for s in subs) / len(subs)
+    return total
+
+
+def feature_matching_loss(real: Verdicts, fake: Verdicts) -> torch.Tensor:
+    """L1 between real and generated feature maps: summed over layers, averaged per family, summed over families."""
+    total = 0.0
+    for name in real:
+        per = [sum(F.l1_loss(g, r.detach()) for r, g in zip(rs.features, fs.features))
+               for rs, fs in zip(real[name], fake[name])]
+        total = total + sum(per) / len(per)
+    return total
+
+
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float = 0.0, f_max: float = None,
+                   ) -> torch.Tensor:
+    """Triangular HTK-scale mel filters without area normalization, ``[n_fft // 2 + 1, n_mels]``.
+
+    Written out because torchaudio (whose ``melscale_fbanks`` defaults this reproduces) is not a dependency.
+    """
+    f_max = sample_rate / 2 if f_max is None else f_max
+    freqs = torch.linspace(0, sample_rate // 2, n_fft // 2 + 1, dtype=torch.float64)
+
+    def to_mel(f: float) -> float:
+        return 2595.0 * math.log10(1.0 + f / 700.0)
+
+    mels = torch.linspace(to_mel(f_min), to_mel(f_max), n_mels + 2, dtype=torch.float64)
+    points = 700.0 * (10 ** (mels / 2595.0) - 1.0)
+    widths = points[1:] - points[:-1]
+    slopes = points[None, :] - freqs[:, None]
+    down = -slopes[:, :-2] / widths[:-1]
+    up = slopes[:, 2:] / widths[1:]
+    return torch.clamp(torch.minimum(down, up), min=0.0).float()
+
+
+class MelSpectrogram(nn.Module):
+    """Log-mel magnitude spectrogram (Vocos features): centered STFT, power 1, ``log(clip(x, 1e-7))``.
+
+    ``[B, L]`` or ``[B, 1, L]`` -> ``[B, n_mels, L // hop + 1]``.
+    """
+
+    def __init__(self, sample_rate: int = 24000, n_fft: int = 1024, hop_length: int = 256, n_mels: int = 100):
+        super().__init__()
+        self.n_fft, self.hop_length = n_fft, hop_length
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        self.register_buffer("filters", mel_filterbank(sample_rate, n_fft, n_mels), persistent=False)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        if wav.dim() == 3:
+            wav = wav.squeeze(1)
+        spec = torch.stft(wav, self.n_fft, self.hop_length, window=self.window, center=True, pad_mode="reflect",
+                          return_complex=True).abs()
+        mel = torch.matmul(self.filters.t(), spec)
+        return torch.log(mel.clamp(min=1e-7))
+
+
+class MelLoss(nn.Module):
+    """L1 distance between log-mel spectrograms of the reconstruction and the target."""
+
+    def __init__(self, sample_rate: int = 24000, n_fft: int = 1024, hop_length: int = 256, n_mels: int = 100):
+        super().__init__()
+        self.mel = MelSpectrogram(sample_rate, n_fft, hop_length, n_mels)
+
+    def forward(self, generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return F.l1_loss(self.mel(generated), self.mel(target))
