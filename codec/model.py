@@ -15,6 +15,7 @@ from .config import CodecConfig
 from .decoder import VocosBackbone
 from .encoder import SeanetEncoder
 from .errors import CodecError
+from .fast import MIN_SAMPLES, FastEncoder
 from .heads import ISTFTHead
 from .quantizer import QuantizerOutput, build_quantizer
 
@@ -60,6 +61,7 @@ class LanguageCodec(nn.Module):
         self.backbone = VocosBackbone(config.encoder.latent_dim, config.decoder)
         self.head = ISTFTHead(config.decoder.dim, config.decoder.n_fft, config.hop_length,
                               config.decoder.max_magnitude)
+        self._fast = None  # (weights version, FastEncoder), rebuilt when any encoder weight changes
 
     # Properties of the codec interface --------------------------------------------------------------------------
 
@@ -99,7 +101,7 @@ class LanguageCodec(nn.Module):
             num_quantizers: default: a random choice from ``train_num_quantizers`` in training, all in eval.
         """
         wav = self._check_wav(wav)
-        latent = self.encoder(wav)
+        latent = self.encode_latent(wav)
         q: QuantizerOutput = self.quantizer(latent, num_quantizers)
         if bandwidth_id is None and self.training:
             bandwidth_id = int(torch.randint(0, self.config.decoder.num_bandwidths, (1,)).item())
@@ -115,7 +117,21 @@ class LanguageCodec(nn.Module):
         """
         with torch.inference_mode(), _eval(self):
             wav = self._check_wav(wav)
-            return self.quantizer(self.encoder(wav), num_quantizers or self.num_codebooks).codes
+            return self.quantizer(self.encode_latent(wav), num_quantizers or self.num_codebooks).codes
+
+    def encode_latent(self, wav: torch.Tensor) -> torch.Tensor:
+        """Encoder output ``[B, D, T]`` for ``[B, 1, L]``.
+
+        Without autograd (inference, or ``forward`` in eval mode under ``no_grad``) a CPU input takes the fast path
+        of ``codec/fast.py``, which equals ``self.encoder(wav)`` up to float rounding; ``encode`` and ``forward`` share
+        this routine, so their codes are identical.
+        """
+        if wav.device.type != "cpu" or wav.shape[-1] < MIN_SAMPLES or torch.is_grad_enabled() or self.training:
+            return self.encoder(wav)
+        key = sum(t._version for t in self.encoder.state_dict().values())
+        if self._fast is None or self._fast[0] != key:
+            self._fast = (key, FastEncoder(self.encoder))
+        return self._fast[1](wav)
 
     def decode(self, codes: torch.Tensor, bandwidth_id: Union[int, torch.Tensor] = 0) -> torch.Tensor:
         """Codes ``[B, K, T]`` (any K <= num_codebooks, or ``[K, T]``) -> waveform ``[B, 1, T * hop]``."""

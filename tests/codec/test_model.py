@@ -152,3 +152,22 @@ def test_config_validation():
         CodecConfig(quantizer=QuantizerConfig(train_num_quantizers=(9,)))
     assert CodecConfig.from_dict(CodecConfig.mini().to_dict()) == CodecConfig.mini()
     assert CodecConfig.from_dict(CodecConfig.official().to_dict()) == CodecConfig.official()
+
+
+@pytest.mark.parametrize("length, batch", [(4800, 1), (24017, 1), (37000, 3)])
+def test_fast_encoder_matches_module_path(tiny_codec, length, batch):
+    wav = torch.randn(batch, 1, length) * 0.1
+    with torch.inference_mode():
+        reference = tiny_codec.encoder(wav)
+        fast = tiny_codec.encode_latent(wav)
+    assert fast.shape == reference.shape == (batch, 24, math.ceil(length / 320))
+    assert torch.allclose(fast, reference, atol=1e-5 * float(reference.abs().max()), rtol=0)
+
+
+def test_short_audio_takes_module_path(tiny_codec):
+    from codec.fast import MIN_SAMPLES
+
+    wav = torch.randn(1, 1, MIN_SAMPLES - 1) * 0.1
+    with torch.inference_mode():
+        assert torch.equal(tiny_codec.encode_latent(wav), tiny_codec.encoder(wav))
+    assert tiny_codec.encode(torch.randn(1, 100) * 0.1).shape == (1, 8, 1)
