@@ -139,25 +139,41 @@ class LanguageCodec(nn.Module):
             codes = self._check_codes(codes)
             return self.head(self.backbone(self.quantizer.decode(codes), self._bandwidth(bandwidth_id))).unsqueeze(1)
 
-    def encode_batch(self, wavs: Sequence[torch.Tensor], num_quantizers: Optional[int] = None) -> List[torch.Tensor]:
-        """Encode utterances of different lengths in one padded batch.
+    def encode_batch(self, wavs: Sequence[torch.Tensor], num_quantizers: Optional[int] = None,
+                     max_batch_samples: Optional[int] = None) -> List[torch.Tensor]:
+        """Encode utterances of different lengths, for tokenizing a corpus.
+
+        Utterances are sorted by length and grouped into zero-padded batches of at most ``max_batch_samples``
+        (count x longest), which keeps padding small. Default: one utterance at a time on a CPU (measured fastest
+        there, ``benchmarks/codec_speed.py``), 40 s of audio per batch on other devices.
 
         Args:
             wavs: 1-D waveforms at ``sample_rate``.
         Returns:
-            one ``LongTensor[K, ceil(L_i / hop)]`` per input. Frames whose receptive field reaches the zero padding
-            (the last few of all but the longest input) can differ from encoding the utterance alone.
+            one ``LongTensor[K, ceil(L_i / hop)]`` per input, in input order. Frames whose receptive field reaches
+            the zero padding (the last few of a shorter utterance in a batch) can differ from encoding it alone.
         """
-        if not wavs:
-            return []
-        lengths = [int(w.shape[-1]) for w in wavs]
-        batch = torch.zeros(len(wavs), max(lengths), dtype=torch.float32, device=self.device)
-        for i, w in enumerate(wavs):
+        for w in wavs:
             if w.dim() != 1:
                 raise CodecError(f"encode_batch expects 1-D waveforms, got shape {tuple(w.shape)}")
-            batch[i, : lengths[i]] = w.to(batch)
-        codes = self.encode(batch, num_quantizers)
-        return [codes[i, :, : -(-n // self.hop_length)] for i, n in enumerate(lengths)]
+        if max_batch_samples is None:
+            max_batch_samples = 1 if self.device.type == "cpu" else 40 * self.sample_rate
+        lengths = [int(w.shape[-1]) for w in wavs]
+        order = sorted(range(len(wavs)), key=lambda i: lengths[i], reverse=True)
+        out: List[Optional[torch.Tensor]] = [None] * len(wavs)
+        start = 0
+        while start < len(order):
+            longest = lengths[order[start]]
+            size = max(1, min(len(order) - start, max_batch_samples // max(longest, 1)))
+            group = order[start:start + size]
+            batch = torch.zeros(len(group), longest, dtype=torch.float32, device=self.device)
+            for row, i in enumerate(group):
+                batch[row, : lengths[i]] = wavs[i].to(batch)
+            codes = self.encode(batch, num_quantizers)
+            for row, i in enumerate(group):
+                out[i] = codes[row, :, : -(-lengths[i] // self.hop_length)]
+            start += size
+        return out
 
     # Validation ---------------------------------------------------------------------------------------------------
 
