@@ -14,6 +14,7 @@ import argparse
 import sys
 import time
 import types
+import warnings
 from typing import Callable, Optional
 
 import torch
@@ -55,7 +56,9 @@ def build_encodec() -> Optional[torch.nn.Module]:
         from encodec import EncodecModel
     except ImportError:
         return None
-    model = EncodecModel.encodec_model_24khz(pretrained=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # encodec uses the deprecated torch weight_norm
+        model = EncodecModel.encodec_model_24khz(pretrained=False)
     model.set_target_bandwidth(6.0)  # 8 codebooks, as ours
     return model.eval()
 
