@@ -128,7 +128,7 @@ class LanguageCodec(nn.Module):
         """
         if wav.device.type != "cpu" or wav.shape[-1] < MIN_SAMPLES or torch.is_grad_enabled() or self.training:
             return self.encoder(wav)
-        key = sum(t._version for t in self.encoder.state_dict().values())
+        key = tuple((t.data_ptr(), t._version) for t in self.encoder.state_dict().values())
         if self._fast is None or self._fast[0] != key:
             self._fast = (key, FastEncoder(self.encoder))
         return self._fast[1](wav)
@@ -216,10 +216,14 @@ class LanguageCodec(nn.Module):
 
     # Save and load ------------------------------------------------------------------------------------------------
 
-    def save_pretrained(self, directory: Union[str, os.PathLike]) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each file atomically)."""
+    def save_pretrained(self, directory: Union[str, os.PathLike], dtype: Optional[torch.dtype] = None) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each file atomically).
+
+        Args:
+            dtype: e.g. ``torch.float16`` for a small release; codebooks stay float32, loading casts back to float32.
+        """
         from .checkpoint import save_release
-        return save_release(self, directory)
+        return save_release(self, directory, dtype)
 
     @classmethod
     def from_pretrained(cls, directory: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu",

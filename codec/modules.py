@@ -15,7 +15,7 @@ class WeightNorm(nn.Module):
 
     Hand-rolled instead of ``torch.nn.utils.parametrizations.weight_norm`` for two reasons: the parameters keep the
     names ``weight_g`` / ``weight_v`` of the official checkpoints, and inference reuses the folded weight until a
-    parameter changes (tracked through the tensors' version counters), so eval-mode calls pay nothing for the norm.
+    parameter changes (tracked through the tensors' storage and version counters), so eval-mode calls pay nothing for the norm.
     """
 
     weight_g: nn.Parameter
@@ -24,7 +24,7 @@ class WeightNorm(nn.Module):
     def _init_weight_norm(self, weight: torch.Tensor) -> None:
         self.weight_v = nn.Parameter(weight.detach().clone())
         self.weight_g = nn.Parameter(_norm_except_first(weight.detach()))
-        self._cache: Optional[Tuple[int, int, torch.Tensor]] = None
+        self._cache: Optional[Tuple[tuple, torch.Tensor]] = None
 
     def _compute(self) -> torch.Tensor:
         return self.weight_v * (self.weight_g / _norm_except_first(self.weight_v))
@@ -33,13 +33,12 @@ class WeightNorm(nn.Module):
     def weight(self) -> torch.Tensor:
         if self.training or torch.is_grad_enabled():
             return self._compute()
-        key = (self.weight_g._version, self.weight_v._version)
-        cache = self._cache
-        if cache is None or cache[:2] != key or cache[2].device != self.weight_v.device:
+        g, v = self.weight_g, self.weight_v
+        key = (g.data_ptr(), g._version, v.data_ptr(), v._version, v.dtype)
+        if self._cache is None or self._cache[0] != key:
             with torch.no_grad():
-                cache = (*key, self._compute())
-            self._cache = cache
-        return cache[2]
+                self._cache = (key, self._compute())
+        return self._cache[1]
 
 
 def _norm_except_first(w: torch.Tensor) -> torch.Tensor:

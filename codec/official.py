@@ -1,8 +1,8 @@
 """Loading checkpoints released by the official Language-Codec project.
 
 The official generator is a Vocos model whose feature extractor wraps an EnCodec SEANet encoder and the MCRVQ
-quantizer. Its state dict maps onto ``LanguageCodec`` by renaming; discriminator, loss and unused SEANet-decoder keys are
-ignored. Sizes are read from the weights, so the v2 checkpoint (``languagecodec_mm.yaml``), the v1 checkpoint
+quantizer. Its state dict maps onto ``LanguageCodec`` by renaming; discriminator, loss and unused SEANet-decoder keys
+are ignored. Sizes are read from the weights, so the v2 checkpoint (``languagecodec_mm.yaml``), the v1 checkpoint
 (2048-entry codebooks, 8 backbone layers) and reduced variants all load; an official config yaml, when given, is
 checked against the weights.
 """
@@ -112,13 +112,15 @@ def infer_config(state: Dict[str, torch.Tensor], sample_rate: int = 24000) -> Co
     """The architecture of a converted official state dict, read from its shapes (official: no attention block)."""
     try:
         stem = state["encoder.stem.conv.weight_v"]
-        downs = [state[f"encoder.stages.{i}.down.conv.weight_v"] for i in range(_count(state, r"encoder\.stages\.(\d+)\.down"))]
+        num_stages = _count(state, r"encoder\.stages\.(\d+)\.down")
+        downs = [state[f"encoder.stages.{i}.down.conv.weight_v"] for i in range(num_stages)]
         conv1 = state["encoder.stages.0.residual.conv1.conv.weight_v"]
         proj = state["encoder.proj.conv.weight_v"]
         encoder = EncoderConfig(
             base_width=stem.shape[0], ratios=tuple(d.shape[2] // 2 for d in downs), latent_dim=proj.shape[0],
             lstm_layers=_count(state, r"encoder\.lstm\.lstm\.weight_ih_l(\d+)"), kernel_size=stem.shape[2],
-            last_kernel_size=proj.shape[2], residual_kernel_size=conv1.shape[2], compress=conv1.shape[1] // conv1.shape[0],
+            last_kernel_size=proj.shape[2], residual_kernel_size=conv1.shape[2],
+            compress=conv1.shape[1] // conv1.shape[0],
         )
         num_q = _count(state, r"quantizer\.layers\.(\d+)\.codebook\.embed")
         quantizer = QuantizerConfig(kind="mcrvq", num_quantizers=num_q,

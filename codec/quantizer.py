@@ -84,13 +84,13 @@ class EuclideanCodebook(nn.Module):
         self.register_buffer("cluster_size", torch.zeros(config.codebook_size))
         self.register_buffer("embed", torch.zeros(config.codebook_size, dim))
         self.register_buffer("embed_avg", torch.zeros(config.codebook_size, dim))
-        self._sq_cache: Optional[Tuple[int, torch.Tensor]] = None
+        self._sq_cache: Optional[Tuple[tuple, torch.Tensor]] = None
 
     def squared_norms(self) -> torch.Tensor:
-        """``[C]`` squared codeword norms, cached until the codebook changes (its version counter moves)."""
-        version = self.embed._version
-        if self._sq_cache is None or self._sq_cache[0] != version or self._sq_cache[1].device != self.embed.device:
-            self._sq_cache = (version, self.embed.pow(2).sum(1))
+        """``[C]`` squared codeword norms, cached until the codebook changes (storage or version counter)."""
+        key = (self.embed.data_ptr(), self.embed._version, self.embed.dtype)
+        if self._sq_cache is None or self._sq_cache[0] != key:
+            self._sq_cache = (key, self.embed.pow(2).sum(1))
         return self._sq_cache[1]
 
     def nearest(self, x: torch.Tensor) -> torch.Tensor:

@@ -178,3 +178,20 @@ def test_short_audio_takes_module_path(tiny_codec):
     with torch.inference_mode():
         assert torch.equal(tiny_codec.encode_latent(wav), tiny_codec.encoder(wav))
     assert tiny_codec.encode(torch.randn(1, 100) * 0.1).shape == (1, 8, 1)
+
+
+def test_fp16_release_and_dtype_moves(tmp_path, tiny_codec):
+    tiny_codec.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    from safetensors.torch import load_file
+
+    stored = load_file(str(tmp_path / "half" / "model.safetensors"))
+    assert stored["backbone.embed.weight"].dtype == torch.float16
+    assert stored["quantizer.layers.0.codebook.embed"].dtype == torch.float32
+    loaded = LanguageCodec.from_pretrained(tmp_path / "half")
+    wav = torch.randn(1, 9600) * 0.1
+    ref = tiny_codec.decode(tiny_codec.encode(wav))
+    assert torch.allclose(loaded.decode(tiny_codec.encode(wav)), ref, atol=1e-2 * float(ref.abs().max()) + 1e-4)
+    # Caches of folded weights follow a dtype round trip instead of serving stale tensors.
+    codes = tiny_codec.encode(wav)
+    tiny_codec.double().float()
+    assert torch.equal(tiny_codec.encode(wav), codes)

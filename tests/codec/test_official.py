@@ -102,7 +102,8 @@ def test_mismatched_checkpoints_are_named(tmp_path):
     from safetensors.torch import load_file, save_file
 
     src = shared_path(*FIXTURE, "state_dict.safetensors")
-    with pytest.raises(CodecError, match=r"wrong shape: backbone\.convnext\.0\.dwconv\.bias \(64,\) \(expected \(384,\)\)"):
+    wrong = r"wrong shape: backbone\.convnext\.0\.dwconv\.bias \(64,\) \(expected \(384,\)\)"
+    with pytest.raises(CodecError, match=wrong):
         LanguageCodec.from_official_checkpoint(src, CodecConfig.official())  # release widths vs reduced weights
     state = load_file(str(src))
     del state["backbone.convnext.3.gamma"]
