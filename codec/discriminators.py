@@ -57,6 +57,17 @@ class SubOutput:
     features: List[torch.Tensor] = field(default_factory=list)
 
 
+def _conv_stack(x: torch.Tensor, convs: nn.ModuleList, post: nn.Module) -> SubOutput:
+    """Leaky-ReLU conv layers, then the output conv; every layer's output is a feature map."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), SLOPE)
+        features.append(x)
+    x = post(x)
+    features.append(x)
+    return SubOutput(x.flatten(1), features)
+
+
 class PeriodDiscriminator(nn.Module):
     """HiFi-GAN period discriminator: the waveform folded to ``[B, 1, L / p, p]``, 2-D convs along time."""
 
@@ -76,13 +87,7 @@ class PeriodDiscriminator(nn.Module):
         if t % self.period:
             x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
         x = x.view(b, c, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), SLOPE)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return SubOutput(x.flatten(1), features)
+        return _conv_stack(x, self.convs, self.post)
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -102,13 +107,7 @@ class ResolutionDiscriminator(nn.Module):
         spec = torch.stft(x.squeeze(1), self.n_fft, self.hop_length, window=self.window, center=True,
                           return_complex=True).abs()
         x = spec.unsqueeze(1)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), SLOPE)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return SubOutput(x.flatten(1), features)
+        return _conv_stack(x, self.convs, self.post)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -125,13 +124,7 @@ class ScaleDiscriminator(nn.Module):
         self.post = WNConv1d(channels[-1], 1, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> SubOutput:
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), SLOPE)
-            features.append(x)
-        x = self.post(x)
-        features.append(x)
-        return SubOutput(x.flatten(1), features)
+        return _conv_stack(x, self.convs, self.post)
 
 
 class BandDiscriminator(nn.Module):
