@@ -15,7 +15,8 @@ class WeightNorm(nn.Module):
 
     Hand-rolled instead of ``torch.nn.utils.parametrizations.weight_norm`` for two reasons: the parameters keep the
     names ``weight_g`` / ``weight_v`` of the official checkpoints, and inference reuses the folded weight until a
-    parameter changes (tracked through the tensors' storage and version counters), so eval-mode calls pay nothing for the norm.
+    parameter changes (tracked through the tensors' storage and version counters), so eval-mode calls pay nothing
+    for the norm.
     """
 
     weight_g: nn.Parameter
