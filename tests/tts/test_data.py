@@ -1,0 +1,206 @@
+"""Data pipeline end to end on a smoke-size mini corpus: build, prepare, phonemize, tokenize, resume, batches."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from lhotse import CutSet
+
+from codec import CodecConfig, LanguageCodec
+from tts.data.dataset import CODE_PAD, TokenDataset, cut_codes, make_sampler
+from tts.data.pipeline import Pipeline, PipelineConfig, codec_loader, run
+from tts.text import SymbolTable
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "recipes" / "mini"))
+import prepare as mini  # noqa: E402  (the recipe script under test)
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+
+def shared_or_none(*parts: str):
+    from tests.conftest import SHARED
+
+    path = SHARED.joinpath(*parts)
+    return path if path.exists() else None
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A smoke corpus (real clips from ../shared/corpus when present, espeak voices always) and a tiny codec."""
+    root = tmp_path_factory.mktemp("mini")
+    sentences = shared_or_none("text", "all_sentences.tsv")
+    if sentences is None:
+        sentences = root / "sentences.txt"
+        sentences.write_text("\n".join(f"This is test sentence number {i} for the corpus." for i in range(20)))
+    mini.build(shared_or_none("corpus", "vctk"), sentences, root / "corpus", "smoke")
+    torch.manual_seed(0)
+    codec = LanguageCodec(CodecConfig.tiny()).train()
+    codec(torch.randn(2, 24000) * 0.1, num_quantizers=8)
+    codec.eval().save_pretrained(root / "codec")
+    config = PipelineConfig(corpus_dir=root / "corpus", work_dir=root / "work", parts=("train", "test"),
+                            chunk_size=4)
+    summary = run(config, root / "codec")
+    return root, config, summary
+
+
+def test_corpus_prepared_and_tokenized(built):
+    root, config, summary = built
+    assert summary["train"]["cuts"] >= 6 and summary["test"]["cuts"] >= 4
+    assert summary["train"]["speakers"] >= 2
+    symbols = SymbolTable.load(config.work_dir / "symbols.json")
+    assert symbols.frontend == "espeak:en-us"
+    for part in ("train", "test"):
+        cuts = CutSet.from_file(config.work_dir / f"cuts_{part}.jsonl.gz").to_eager()
+        for cut in cuts:
+            codes = cut_codes(cut)
+            assert codes.dtype == np.int16 and codes.shape == (math.ceil(round(cut.duration * 75, 6)), 8)
+            assert codes.shape[0] == math.ceil(cut.num_samples / 320)
+            tokens = cut.supervisions[0].custom["phonemes"].split(" ")
+            assert len(tokens) > 3 and not symbols.unknown(tokens)
+
+
+def test_codes_equal_encoding_the_audio(built):
+    root, config, _ = built
+    codec = LanguageCodec.from_pretrained(root / "codec")
+    cut = CutSet.from_file(config.work_dir / "cuts_train.jsonl.gz").to_eager()[0]
+    wav = torch.from_numpy(cut.load_audio()[0])
+    assert np.array_equal(codec.encode(wav[None])[0].t().numpy(), cut_codes(cut))
+
+
+def test_rerun_skips_finished_stages(built):
+    root, config, summary = built
+    calls = []
+
+    def loader():
+        calls.append(1)
+        return codec_loader(root / "codec")()
+
+    before = (config.work_dir / "cuts_train.jsonl.gz").stat().st_mtime_ns
+    pipeline = Pipeline(config)
+    pipeline.prepare()
+    pipeline.phonemize()
+    pipeline.tokenize(loader)
+    assert calls == [] and (config.work_dir / "cuts_train.jsonl.gz").stat().st_mtime_ns == before
+
+
+def test_killed_tokenization_resumes(built, tmp_path):
+    root, config, _ = built
+    work = tmp_path / "work"
+    shutil.copytree(config.work_dir, work)
+    for marker in (work / ".done").glob("tokenize_*"):
+        marker.unlink()
+    shutil.rmtree(work / "codes")
+    for f in work.glob("cuts_*[a-z].jsonl.gz"):
+        if f.name.count(".") == 2:  # cuts_<part>.jsonl.gz, the tokenized output
+            f.unlink()
+    resumed = Pipeline(PipelineConfig(**{**config.__dict__, "work_dir": work}))
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first(index):
+        if index == 0:
+            raise Killed
+
+    with pytest.raises(Killed):
+        resumed.tokenize(codec_loader(root / "codec"), on_chunk=kill_after_first)
+    assert (work / ".done" / "tokenize_train_00000").exists() and not (work / ".done" / "tokenize_train").exists()
+    resumed.tokenize(codec_loader(root / "codec"))
+    for part in ("train", "test"):
+        full = CutSet.from_file(config.work_dir / f"cuts_{part}.jsonl.gz").to_eager()
+        again = CutSet.from_file(work / f"cuts_{part}.jsonl.gz").to_eager()
+        assert sorted(again.ids) == sorted(full.ids) and len(set(again.ids)) == len(list(again.ids))
+        for a in again:
+            assert np.array_equal(cut_codes(a), cut_codes(full[a.id]))
+
+
+def test_corrupt_audio_is_reported_and_skipped(built, tmp_path):
+    root, config, _ = built
+    corpus = tmp_path / "corpus"
+    shutil.copytree(config.corpus_dir, corpus)
+    victim = sorted((corpus / "train").rglob("*.wav"))[0]
+    victim.write_bytes(b"RIFF not really a wave file")
+    summary = run(PipelineConfig(corpus_dir=corpus, work_dir=tmp_path / "work", parts=("train",), chunk_size=4),
+                  root / "codec")
+    report = json.loads((tmp_path / "work" / "report_train.json").read_text())
+    assert victim.stem in report["skipped"] and "unreadable" in report["skipped"][victim.stem]
+    full = CutSet.from_file(config.work_dir / "cuts_train.jsonl.gz").to_eager()
+    assert summary["train"]["cuts"] == len(full) - 1 and summary["train"]["skipped"] == 1
+
+
+def test_dataset_batches(built):
+    root, config, _ = built
+    symbols = SymbolTable.load(config.work_dir / "symbols.json")
+    cuts = CutSet.from_file(config.work_dir / "cuts_train.jsonl.gz").to_eager()
+    dataset = TokenDataset(symbols, prompt_seconds=3.0)
+    sampler = make_sampler(cuts, max_duration=30, shuffle=True, seed=1)
+    loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=None)
+    seen = []
+    for batch in loader:
+        b, k, t = batch.codes.shape
+        assert k == 8 and batch.phonemes.shape[0] == b == len(batch.cut_ids)
+        for i, cut_id in enumerate(batch.cut_ids):
+            cut = cuts[cut_id]
+            n = int(batch.code_lens[i])
+            assert n == math.ceil(round(cut.duration * 75, 6))
+            assert torch.equal(batch.codes[i, :, :n], torch.from_numpy(cut_codes(cut).astype(np.int64)).t())
+            assert (batch.codes[i, :, n:] == CODE_PAD).all()
+            ids = batch.phonemes[i, : batch.phoneme_lens[i]].tolist()
+            assert " ".join(symbols.decode(ids)) == cut.supervisions[0].custom["phonemes"]
+            p = int(batch.prompt_lens[i])
+            assert batch.prompt_is_prefix[i] and 1 <= p <= min(225, n)
+            assert torch.equal(batch.prompt_codes[i, :, :p], batch.codes[i, :, :p])
+        seen += batch.cut_ids
+    assert sorted(seen) == sorted(cuts.ids)
+
+
+def test_other_utterance_prompts(built):
+    root, config, _ = built
+    symbols = SymbolTable.load(config.work_dir / "symbols.json")
+    cuts = CutSet.from_file(config.work_dir / "cuts_train.jsonl.gz").to_eager()
+    dataset = TokenDataset(symbols, other_utterance_prob=1.0, prompt_pool=cuts)
+    batch = dataset[cuts]
+    for i, cut_id in enumerate(batch.cut_ids):
+        same_speaker = [c for c in cuts if c.supervisions[0].speaker == batch.speakers[i] and c.id != cut_id]
+        assert bool(batch.prompt_is_prefix[i]) == (not same_speaker)
+        if same_speaker:
+            p = int(batch.prompt_lens[i])
+            prompt = batch.prompt_codes[i, :, :p].t().numpy()
+            assert any(np.array_equal(cut_codes(c)[:p], prompt) for c in same_speaker)
+    assert torch.equal(dataset[cuts].prompt_codes, batch.prompt_codes)  # reproducible choices
+
+
+def test_sampler_resumes_mid_epoch_and_splits_ranks(built):
+    root, config, _ = built
+    cuts = CutSet.from_file(config.work_dir / "cuts_train.jsonl.gz").to_eager()
+    full = [sorted(b.ids) for b in make_sampler(cuts, max_duration=8, seed=3)]
+    assert len(full) >= 3
+    sampler = make_sampler(cuts, max_duration=8, seed=3)
+    it = iter(sampler)
+    first = [sorted(next(it).ids) for _ in range(2)]
+    state = sampler.state_dict()
+    resumed = make_sampler(cuts, max_duration=8, seed=3)
+    resumed.load_state_dict(state)
+    rest = [sorted(b.ids) for b in resumed]
+    assert first + rest == full
+    ranks = [{c for b in make_sampler(cuts, max_duration=8, seed=3, world_size=2, rank=r) for c in b.ids}
+             for r in (0, 1)]
+    assert not ranks[0] & ranks[1] and ranks[0] and ranks[1]
+
+
+def test_shar_export(built):
+    root, config, _ = built
+    Pipeline(config).shar(shard_size=5)
+    shar = CutSet.from_shar(in_dir=config.work_dir / "shar" / "train")
+    full = CutSet.from_file(config.work_dir / "cuts_train.jsonl.gz").to_eager()
+    loaded = {c.id: cut_codes(c) for c in shar}
+    assert sorted(loaded) == sorted(full.ids)
+    assert all(np.array_equal(loaded[c.id], cut_codes(c)) for c in full)

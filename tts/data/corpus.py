@@ -1,0 +1,162 @@
+"""Corpora in the LibriTTS layout, so the LibriTTS recipe runs on them unchanged.
+
+LibriTTS layout (what ``lhotse.recipes.prepare_libritts`` reads)::
+
+    <root>/<part>/<speaker>/<chapter>/<speaker>_<chapter>_<utt>_000000.wav
+    <root>/<part>/<speaker>/<chapter>/<speaker>_<chapter>.trans.tsv    id \\t original text \\t normalized text
+    <root>/<part>/<speaker>/<chapter>/<speaker>_<chapter>.book.tsv     id \\t ... \\t SNR
+
+Two sources: any folder of ``<speaker>/<utt>.{wav,flac}`` with ``<utt>.txt`` transcripts (``from_folder``), and
+multi-speaker synthetic speech from espeak-ng voices over a sentence list (``synthesize_espeak``).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numpy as np
+import soundfile as sf
+from tqdm import tqdm
+
+from codec.audio import load_audio
+from codec.errors import CodecError
+
+SAMPLE_RATE = 24000
+AUDIO_SUFFIXES = (".wav", ".flac")
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CorpusReport:
+    """What a corpus build wrote and what it skipped (with the reason)."""
+
+    written: int = 0
+    seconds: float = 0.0
+    speakers: int = 0
+    skipped: Dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return (f"{self.written} utterances, {self.seconds / 3600:.2f} h, {self.speakers} speakers; "
+                f"skipped {len(self.skipped)}")
+
+
+def speaker_id(name: str) -> str:
+    """LibriTTS ids split on "_": speaker names keep only letters, digits and "-"."""
+    return re.sub(r"[^A-Za-z0-9-]+", "-", name).strip("-") or "spk"
+
+
+class LibriTTSWriter:
+    """Writes utterances of one part in the LibriTTS layout (chapter "0" per speaker), 24 kHz 16-bit WAV."""
+
+    def __init__(self, root: Path, part: str):
+        self.dir = Path(root) / part
+        self.rows: Dict[str, List[Tuple[str, str]]] = defaultdict(list)
+        self.report = CorpusReport()
+
+    def add(self, speaker: str, text: str, wav: np.ndarray) -> str:
+        spk = speaker_id(speaker)
+        utt = f"{spk}_0_{len(self.rows[spk]):06d}_000000"
+        folder = self.dir / spk / "0"
+        folder.mkdir(parents=True, exist_ok=True)
+        sf.write(folder / f"{utt}.wav", np.clip(wav, -1, 1), SAMPLE_RATE, subtype="PCM_16")
+        self.rows[spk].append((utt, " ".join(text.split())))
+        self.report.written += 1
+        self.report.seconds += len(wav) / SAMPLE_RATE
+        return utt
+
+    def close(self) -> CorpusReport:
+        for spk, rows in self.rows.items():
+            folder = self.dir / spk / "0"
+            (folder / f"{spk}_0.trans.tsv").write_text("".join(f"{u}\t{t}\t{t}\n" for u, t in rows))
+            (folder / f"{spk}_0.book.tsv").write_text("".join(f"{u}\t{t}\t30.0\n" for u, t in rows))
+        self.report.speakers = len(self.rows)
+        return self.report
+
+
+def from_folder(src: Path, root: Path, part: str, max_utterances: Optional[int] = None,
+                max_per_speaker: Optional[int] = None) -> CorpusReport:
+    """Copy ``<speaker>/<utt>.{wav,flac}`` + ``<utt>.txt`` (at any depth; the speaker is the parent folder) into the
+    LibriTTS layout at 24 kHz mono. Unreadable or empty audio and missing transcripts are skipped and reported."""
+    writer = LibriTTSWriter(root, part)
+    files = sorted(p for p in Path(src).rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    per_speaker: Dict[str, int] = defaultdict(int)
+    for path in tqdm(files, desc=f"corpus {part}", unit="utt", leave=False):
+        if max_utterances is not None and writer.report.written >= max_utterances:
+            break
+        speaker = f"{path.parent.parent.name}-{path.parent.name}" if path.parent.parent != Path(src) else \
+            path.parent.name
+        if max_per_speaker is not None and per_speaker[speaker] >= max_per_speaker:
+            continue
+        transcript = path.with_suffix(".txt")
+        if not transcript.is_file() or not transcript.read_text().strip():
+            writer.report.skipped[str(path)] = "no transcript"
+            continue
+        try:
+            wav = load_audio(path, SAMPLE_RATE).numpy()
+        except CodecError as err:
+            writer.report.skipped[str(path)] = str(err)
+            continue
+        writer.add(speaker, transcript.read_text(), wav)
+        per_speaker[speaker] += 1
+    return writer.close()
+
+
+ESPEAK_VOICES = ("en-us", "en", "en-gb-x-rp", "en-029", "en-gb-scotland")
+ESPEAK_VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2",
+                   "croak", "whisper")
+
+
+def espeak_speakers(count: int, seed: int = 0) -> List[Tuple[str, int, int]]:
+    """``count`` distinct synthetic speakers: (voice+variant, pitch 0-99, words per minute)."""
+    rng = random.Random(seed)
+    combos = [(f"{v}+{var}", p, s) for v in ESPEAK_VOICES for var in ESPEAK_VARIANTS if var != "whisper"
+              for p, s in ((40, 150), (60, 170), (30, 140), (70, 185))]
+    rng.shuffle(combos)
+    return combos[:count]
+
+
+def synthesize_espeak(sentences: Sequence[str], root: Path, part: str, num_speakers: int,
+                      utterances_per_speaker: int, seed: int = 0) -> CorpusReport:
+    """Synthetic multi-speaker speech: each speaker reads its own random sentences with one espeak-ng voice."""
+    espeak = shutil.which("espeak-ng") or shutil.which("espeak")
+    if espeak is None:
+        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
+    rng = random.Random(seed)
+    writer = LibriTTSWriter(root, part)
+    speakers = espeak_speakers(num_speakers, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "x.wav"
+        for voice, pitch, speed in tqdm(speakers, desc=f"espeak {part}", unit="spk", leave=False):
+            name = f"espeak-{voice.replace('+', '-')}-p{pitch}s{speed}"
+            for text in rng.sample(list(sentences), min(utterances_per_speaker, len(sentences))):
+                subprocess.run([espeak, "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(out), text],
+                               check=True, capture_output=True)
+                try:
+                    wav = load_audio(out, SAMPLE_RATE).numpy()
+                except CodecError as err:
+                    writer.report.skipped[f"{name}: {text[:40]}"] = str(err)
+                    continue
+                writer.add(name, text, wav)
+    return writer.close()
+
+
+def read_sentences(path: Path, min_words: int = 3, max_words: int = 30) -> List[str]:
+    """Sentences from a TSV with a ``sentence`` column (or one sentence per line)."""
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    if lines and "\t" in lines[0]:
+        column = lines[0].split("\t").index("sentence") if "sentence" in lines[0].split("\t") else -1
+        lines = [row.split("\t")[column] for row in lines[1:] if row.strip()]
+    return [s.strip() for s in lines if min_words <= len(s.split()) <= max_words]
+
+
+def iter_parts(root: Path) -> Iterable[str]:
+    return sorted(p.name for p in Path(root).iterdir() if p.is_dir())

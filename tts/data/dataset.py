@@ -1,0 +1,138 @@
+"""The dataset of the token models: phoneme ids, codec codes and an acoustic prompt per cut, read without audio.
+
+Lhotse style: the sampler (``DynamicBucketingSampler`` by duration) composes batches of cuts, the dataset only
+collates them. Use with ``DataLoader(dataset, sampler=sampler, batch_size=None)``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+import torch
+from lhotse import CutSet
+from lhotse.dataset import DynamicBucketingSampler
+import numpy as np
+
+from tts.text import SymbolTable
+
+CODE_PAD = -1
+
+
+def cut_codes(cut) -> np.ndarray:
+    """The ``[T, K]`` codes of a cut, T = ceil(duration * frame_rate).
+
+    ``cut.load_codes()`` trims a stored array to ``round(duration / frame_shift)`` frames, one short of what the codec
+    produced whenever the last frame is less than half covered; whole (untruncated) cuts read the stored array as is.
+    """
+    codes = cut.codes
+    if not hasattr(codes, "temporal_dim"):  # a plain array (Shar export): already whole
+        return codes.load()
+    whole = cut.start == 0 and abs(cut.duration - cut.recording.duration) < 1e-6 if cut.has_recording else True
+    return codes.load() if whole else cut.load_codes()
+
+
+@dataclass
+class TokenBatch:
+    """A collated batch. Padding: phonemes with ``<pad>``, codes with ``CODE_PAD`` (-1).
+
+    Attributes:
+        phonemes: ``[B, P]`` ids; phoneme_lens ``[B]``.
+        codes: ``[B, K, T]`` target codes; code_lens ``[B]`` (T = ceil(duration * frame_rate)).
+        prompt_codes: ``[B, K, Tp]`` acoustic prompt; prompt_lens ``[B]``.
+        prompt_is_prefix: ``[B]`` True when the prompt is the first ``prompt_lens`` frames of the target itself
+            (the NAR loss then leaves those frames out), False when it comes from another utterance of the speaker.
+        cut_ids, speakers: per item.
+    """
+
+    phonemes: torch.Tensor
+    phoneme_lens: torch.Tensor
+    codes: torch.Tensor
+    code_lens: torch.Tensor
+    prompt_codes: torch.Tensor
+    prompt_lens: torch.Tensor
+    prompt_is_prefix: torch.Tensor
+    cut_ids: List[str]
+    speakers: List[str]
+
+    def to(self, device: torch.device) -> "TokenBatch":
+        moved = {k: v.to(device) if torch.is_tensor(v) else v for k, v in self.__dict__.items()}
+        return TokenBatch(**moved)
+
+
+class TokenDataset(torch.utils.data.Dataset):
+    """Args:
+        symbols: the model's symbol table (unknown phonemes raise).
+        frame_rate: codec frames per second.
+        prompt_seconds: longest acoustic prompt.
+        other_utterance_prob: chance of prompting with another utterance of the same speaker (from ``prompt_pool``)
+            instead of a prefix of the target; prefixes are used when the speaker has no other utterance.
+        prompt_pool: cuts to draw other-utterance prompts from (typically the training set).
+        seed: prompt choices are drawn from a generator seeded by it and the batch's cut ids (reproducible).
+    """
+
+    def __init__(self, symbols: SymbolTable, frame_rate: int = 75, prompt_seconds: float = 3.0,
+                 other_utterance_prob: float = 0.0, prompt_pool: Optional[CutSet] = None, seed: int = 0):
+        self.symbols = symbols
+        self.prompt_frames = int(round(prompt_seconds * frame_rate))
+        self.other_utterance_prob = other_utterance_prob
+        self.seed = seed
+        self.by_speaker: Dict[str, List] = defaultdict(list)
+        if prompt_pool is not None:
+            for cut in prompt_pool:
+                self.by_speaker[cut.supervisions[0].speaker].append(cut)
+
+    def __getitem__(self, cuts: CutSet) -> TokenBatch:
+        cuts = cuts.sort_by_duration(ascending=False)
+        rng = random.Random(zlib.crc32(" ".join(c.id for c in cuts).encode()) + self.seed)  # stable across runs
+        phonemes = [torch.tensor(self.symbols.encode(c.supervisions[0].custom["phonemes"].split(" ")))
+                    for c in cuts]
+        arrays = [torch.from_numpy(cut_codes(c).astype(np.int64)) for c in cuts]
+        code_lens = torch.tensor([a.shape[0] for a in arrays])
+        codes = torch.nn.utils.rnn.pad_sequence(arrays, batch_first=True, padding_value=CODE_PAD)  # [B, T, K]
+        prompts, is_prefix = [], []
+        for i, cut in enumerate(cuts):
+            other = self._other_utterance(cut, rng)
+            if other is not None:
+                prompt = torch.from_numpy(cut_codes(other)[: self.prompt_frames].astype(np.int64))
+                is_prefix.append(False)
+            else:
+                length = int(code_lens[i])
+                n = min(self.prompt_frames, max(1, int(length * rng.uniform(0.25, 0.5))))
+                prompt = codes[i, :n]
+                is_prefix.append(True)
+            prompts.append(prompt)
+        prompt_lens = torch.tensor([p.shape[0] for p in prompts])
+        prompt_codes = torch.full((len(prompts), int(prompt_lens.max()), codes.shape[-1]), CODE_PAD, dtype=torch.long)
+        for i, p in enumerate(prompts):
+            prompt_codes[i, : p.shape[0]] = p
+        return TokenBatch(
+            phonemes=torch.nn.utils.rnn.pad_sequence(phonemes, batch_first=True, padding_value=self.symbols.pad_id),
+            phoneme_lens=torch.tensor([len(p) for p in phonemes]),
+            codes=codes.transpose(1, 2).contiguous(), code_lens=code_lens,
+            prompt_codes=prompt_codes.transpose(1, 2).contiguous(), prompt_lens=prompt_lens,
+            prompt_is_prefix=torch.tensor(is_prefix), cut_ids=[c.id for c in cuts],
+            speakers=[c.supervisions[0].speaker for c in cuts],
+        )
+
+    def _other_utterance(self, cut, rng: random.Random):
+        if self.other_utterance_prob <= 0 or rng.random() >= self.other_utterance_prob:
+            return None
+        pool = [c for c in self.by_speaker.get(cut.supervisions[0].speaker, []) if c.id != cut.id]
+        return rng.choice(pool) if pool else None
+
+
+def make_sampler(cuts: CutSet, max_duration: float, shuffle: bool = True, seed: int = 0, world_size: int = 1,
+                 rank: int = 0, num_buckets: int = 10, drop_last: bool = False) -> DynamicBucketingSampler:
+    """Duration-bucketed dynamic batches of at most ``max_duration`` seconds; each rank gets its own share.
+
+    Its ``state_dict()`` goes into training checkpoints so a resumed run continues mid-epoch.
+    """
+    return DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=shuffle, seed=seed,
+                                   num_buckets=max(1, min(num_buckets, math.ceil(len(cuts) / 4)))
+                                   if hasattr(cuts, "__len__") else num_buckets,
+                                   world_size=world_size, rank=rank, drop_last=drop_last)

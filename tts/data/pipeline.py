@@ -1,0 +1,303 @@
+"""The staged LibriTTS data pipeline: manifests -> phonemes -> codec tokens (-> Lhotse Shar).
+
+Every stage writes its outputs atomically and then a marker in ``<work>/.done/``; a re-run skips finished stages.
+Tokenization goes in chunks of cuts, each chunk's codes (HDF5) and cut manifest written whole before its marker, so a
+killed run resumes at the first unfinished chunk with no duplicated or missing cuts. Audio that cannot be read is
+skipped and listed in ``<work>/report_<part>.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+import soundfile as sf
+import torch
+from lhotse import CutSet, load_manifest_lazy
+from lhotse.features.io import NumpyHdf5Writer
+from tqdm import tqdm
+
+from codec.checkpoint import atomic_path
+from tts.text import SymbolTable, TextError, build_phonemizer, is_phone
+
+log = logging.getLogger(__name__)
+SAMPLE_RATE = 24000
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Attributes:
+        corpus_dir: LibriTTS-layout corpus (``<corpus_dir>/<part>/...``).
+        work_dir: where manifests, codes, reports and stage markers go.
+        parts: dataset parts.
+        frontend: ``espeak`` (IPA) or ``arpabet``.
+        symbols: an existing model's symbol table; every part must fit it (data for a trained model). Without it,
+            the table is built from all parts.
+        min_duration, max_duration: seconds; cuts outside are dropped (0.5-14 s as the references).
+        chunk_size: cuts per tokenization chunk (the unit of resumption).
+    """
+
+    corpus_dir: Path
+    work_dir: Path
+    parts: Sequence[str] = ("train-clean-100", "dev-clean", "test-clean")
+    frontend: str = "espeak"
+    symbols: Optional[Path] = None
+    min_duration: float = 0.5
+    max_duration: float = 14.0
+    chunk_size: int = 500
+
+
+class Pipeline:
+    def __init__(self, config: PipelineConfig):
+        self.config = config
+        self.work = Path(config.work_dir)
+        (self.work / ".done").mkdir(parents=True, exist_ok=True)
+
+    # Paths and markers ------------------------------------------------------------------------------------------
+
+    def cuts_path(self, part: str, stage: str) -> Path:
+        return self.work / f"cuts_{part}.{stage}.jsonl.gz"
+
+    def tokenized_path(self, part: str) -> Path:
+        return self.work / f"cuts_{part}.jsonl.gz"
+
+    def _done(self, name: str) -> Path:
+        return self.work / ".done" / name
+
+    def is_done(self, name: str) -> bool:
+        return self._done(name).exists()
+
+    def _mark(self, name: str) -> None:
+        self._done(name).write_text("done\n")
+
+    # Stages -----------------------------------------------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Lhotse LibriTTS manifests -> cuts resampled to 24 kHz, filtered by duration."""
+        from lhotse.recipes import prepare_libritts
+
+        for part in self.config.parts:
+            if self.is_done(f"prepare_{part}"):
+                continue
+            corpus = self._readable_corpus(part)
+            manifests = prepare_libritts(corpus, dataset_parts=[part], output_dir=self.work / "lhotse")[part]
+            cuts = CutSet.from_manifests(recordings=manifests["recordings"], supervisions=manifests["supervisions"])
+            cuts = cuts.resample(SAMPLE_RATE).filter(
+                lambda c: self.config.min_duration <= c.duration <= self.config.max_duration)
+            _save_cuts(cuts.to_eager(), self.cuts_path(part, "raw"))
+            self._mark(f"prepare_{part}")
+
+    def _readable_corpus(self, part: str) -> Path:
+        """The corpus, or, when some WAV headers are unreadable, a symlink mirror of the part without them.
+
+        ``prepare_libritts`` stops at the first file it cannot open; the mirror lets it parse the rest and the bad
+        files go into the report instead.
+        """
+        root = Path(self.config.corpus_dir)
+        if not (root / part).is_dir():
+            raise FileNotFoundError(f"{root / part} does not exist (download or build the corpus first)")
+        report = self._report(part)
+        bad = set()
+        for wav in tqdm(sorted((root / part).rglob("*.wav")), desc=f"check audio {part}", leave=False):
+            try:
+                if sf.info(str(wav)).frames == 0:
+                    raise ValueError("no samples")
+            except Exception as err:  # noqa: BLE001 - whatever the reason, the file cannot be used
+                bad.add(wav)
+                report["skipped"][wav.stem] = f"unreadable audio: {str(err).strip()[:200]}"
+        self._write_report(part, report)
+        if not bad:
+            return root
+        mirror = self.work / "readable_corpus"
+        for path in (root / part).rglob("*"):
+            if path.is_file() and path not in bad:
+                link = mirror / path.relative_to(root)
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if not link.is_symlink():
+                    link.symlink_to(path.resolve())
+        for extra in ("SPEAKERS.txt",):
+            if (root / extra).is_file() and not (mirror / extra).exists():
+                (mirror / extra).symlink_to((root / extra).resolve())
+        return mirror
+
+    def phonemize(self, batch_size: int = 1000) -> SymbolTable:
+        """Phonemes into ``supervision.custom["phonemes"]``; writes ``symbols.json``."""
+        phonemizer = build_phonemizer(self.config.frontend)
+        symbols_path = self.work / "symbols.json"
+        for part in self.config.parts:
+            if self.is_done(f"phonemize_{part}"):
+                continue
+            cuts = list(load_manifest_lazy(self.cuts_path(part, "raw")))
+            report = self._report(part)
+            kept = []
+            for start in tqdm(range(0, len(cuts), batch_size), desc=f"phonemize {part}", leave=False):
+                batch = cuts[start:start + batch_size]
+                tokens = phonemizer([c.supervisions[0].text for c in batch])
+                for cut, toks in zip(batch, tokens):
+                    if not any(is_phone(t) for t in toks):
+                        report["skipped"][cut.id] = "nothing pronounceable in the transcript"
+                        continue
+                    cut.supervisions[0].custom = {**(cut.supervisions[0].custom or {}), "phonemes": " ".join(toks)}
+                    kept.append(cut)
+            self._write_report(part, report)
+            _save_cuts(CutSet.from_cuts(kept), self.cuts_path(part, "phon"))
+            self._mark(f"phonemize_{part}")
+        if self.config.symbols is not None:
+            table = SymbolTable.load(self.config.symbols)
+            if table.frontend != phonemizer.name:
+                raise TextError(f"the symbol table {self.config.symbols} is for {table.frontend}, the data for "
+                                f"{phonemizer.name}")
+        else:
+            table = SymbolTable.build((toks for part in self.config.parts for toks in self._phonemes(part)),
+                                      phonemizer.name, phonemizer.version)
+        unknown = {t for part in self.config.parts for toks in self._phonemes(part) for t in table.unknown(toks)}
+        if unknown:
+            raise TextError(f"phoneme symbols missing from the symbol table {self.config.symbols}: "
+                            f"{' '.join(sorted(unknown))}")
+        table.save(symbols_path)
+        return table
+
+    def _phonemes(self, part: str):
+        for cut in load_manifest_lazy(self.cuts_path(part, "phon")):
+            yield cut.supervisions[0].custom["phonemes"].split(" ")
+
+    def tokenize(self, codec_loader: Callable[[], torch.nn.Module], on_chunk: Optional[Callable[[int], None]] = None,
+                 ) -> None:
+        """Codes ``[T, K]`` int16 of every cut, stored with Lhotse's HDF5 array writer, attached as ``cut.codes``."""
+        codec = None
+        for part in self.config.parts:
+            if self.is_done(f"tokenize_{part}"):
+                continue
+            cuts = sorted(load_manifest_lazy(self.cuts_path(part, "phon")), key=lambda c: c.id)
+            chunks = math.ceil(len(cuts) / self.config.chunk_size)
+            report = self._report(part)
+            folder = self.work / "codes" / part
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in tqdm(range(chunks), desc=f"tokenize {part}", unit="chunk", leave=False):
+                marker = f"tokenize_{part}_{index:05d}"
+                if self.is_done(marker):
+                    continue
+                codec = codec or codec_loader()
+                chunk = cuts[index * self.config.chunk_size:(index + 1) * self.config.chunk_size]
+                self._tokenize_chunk(codec, chunk, folder / f"{index:05d}", report)
+                self._write_report(part, report)
+                self._mark(marker)
+                if on_chunk is not None:
+                    on_chunk(index)
+            parts = [folder / f"{i:05d}.jsonl.gz" for i in range(chunks)]
+            merged = CutSet.from_cuts(c for p in parts for c in load_manifest_lazy(p)) if parts else CutSet()
+            _save_cuts(merged.to_eager(), self.tokenized_path(part))
+            self._mark(f"tokenize_{part}")
+
+    @torch.inference_mode()
+    def _tokenize_chunk(self, codec, cuts: List, stem: Path, report: dict) -> None:
+        h5 = stem.with_suffix(".h5")
+        out = []
+        with atomic_path(h5) as tmp_h5:
+            with NumpyHdf5Writer(tmp_h5, mode="w") as writer:
+                for cut in cuts:
+                    try:
+                        audio = cut.load_audio()
+                    except Exception as err:  # noqa: BLE001 - any decoder failure means: skip and report the file
+                        report["skipped"][cut.id] = f"unreadable audio: {type(err).__name__}: {err}"[:300]
+                        continue
+                    wav = torch.from_numpy(np.ascontiguousarray(audio.mean(axis=0), dtype=np.float32))
+                    if wav.numel() == 0 or not bool(torch.isfinite(wav).all()):
+                        report["skipped"][cut.id] = "empty or non-finite audio"
+                        continue
+                    codes = codec.encode(wav[None])[0].t().cpu().numpy().astype(np.int16)  # [T, K]
+                    manifest = writer.store_array(cut.id, codes, frame_shift=codec.hop_length / codec.sample_rate,
+                                                  temporal_dim=0)
+                    out.append(cut.with_custom("codes", manifest))
+        # The arrays were stored in the temporary file; point them at the final path that the rename created.
+        out = [cut.with_custom("codes", _retarget(cut.codes, h5)) for cut in out]
+        _save_cuts(CutSet.from_cuts(out), stem.with_suffix(".jsonl.gz"))
+
+    def shar(self, shard_size: int = 1000) -> None:
+        """Optional export to Lhotse Shar (sharded, streamable): codes as numpy arrays, no audio."""
+        for part in self.config.parts:
+            if self.is_done(f"shar_{part}"):
+                continue
+            out = self.work / "shar" / part
+            out.mkdir(parents=True, exist_ok=True)
+            # Written as a plain array: Lhotse would trim a temporal one to round(duration * 75) frames on the way.
+            cuts = CutSet.from_file(self.tokenized_path(part)).map(_plain_codes)
+            cuts.to_shar(out, fields={"codes": "numpy"}, shard_size=shard_size)
+            self._mark(f"shar_{part}")
+
+    # Reports ----------------------------------------------------------------------------------------------------
+
+    def _report(self, part: str) -> dict:
+        path = self.work / f"report_{part}.json"
+        return json.loads(path.read_text()) if path.exists() else {"part": part, "skipped": {}}
+
+    def _write_report(self, part: str, report: dict) -> None:
+        with atomic_path(self.work / f"report_{part}.json") as tmp:
+            tmp.write_text(json.dumps(report, indent=1) + "\n")
+
+
+def _retarget(manifest, h5: Path):
+    """The same stored array, read from ``h5`` (a ``TemporalArray`` wraps an ``Array`` that has the path)."""
+    from dataclasses import replace
+
+    if hasattr(manifest, "array"):
+        return replace(manifest, array=replace(manifest.array, storage_path=str(h5)))
+    return replace(manifest, storage_path=str(h5))
+
+
+def _plain_codes(cut):
+    return cut.with_custom("codes", getattr(cut.codes, "array", cut.codes))
+
+
+def _save_cuts(cuts: CutSet, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        # atomic_path keeps the ".gz" suffix, so Lhotse compresses the temporary file as the final one.
+        cuts.to_file(str(tmp))
+
+
+def codec_loader(path: os.PathLike, device: str = "cpu") -> Callable[[], torch.nn.Module]:
+    """A release directory of this project or an official Language-Codec checkpoint, frozen, in eval mode."""
+
+    def load() -> torch.nn.Module:
+        from codec import LanguageCodec
+
+        p = Path(path)
+        codec = LanguageCodec.from_pretrained(p) if p.is_dir() else LanguageCodec.from_official_checkpoint(p)
+        return codec.to(device).eval().requires_grad_(False)
+
+    return load
+
+
+def summarize(work_dir: Path, parts: Sequence[str]) -> Dict[str, dict]:
+    """Per part: cuts, hours, speakers, skipped."""
+    out = {}
+    for part in parts:
+        path = Path(work_dir) / f"cuts_{part}.jsonl.gz"
+        if not path.exists():
+            continue
+        cuts = CutSet.from_file(path)
+        report = json.loads((Path(work_dir) / f"report_{part}.json").read_text()) \
+            if (Path(work_dir) / f"report_{part}.json").exists() else {"skipped": {}}
+        out[part] = {"cuts": len(cuts), "hours": round(sum(c.duration for c in cuts) / 3600, 3),
+                     "speakers": len({c.supervisions[0].speaker for c in cuts}), "skipped": len(report["skipped"])}
+    return out
+
+
+def run(config: PipelineConfig, codec: Optional[os.PathLike], shar: bool = False, device: str = "cpu",
+        ) -> Dict[str, dict]:
+    """All stages in order (finished ones are skipped); tokenization needs ``codec`` (release dir or official ckpt)."""
+    pipeline = Pipeline(config)
+    pipeline.prepare()
+    pipeline.phonemize()
+    if codec is None:
+        return summarize(config.work_dir, config.parts)
+    pipeline.tokenize(codec_loader(codec, device))
+    if shar:
+        pipeline.shar()
+    return summarize(config.work_dir, config.parts)
