@@ -55,3 +55,49 @@ def test_benchmark_runs():
     assert proc.returncode == 0, proc.stderr
     assert "official v2 architecture" in proc.stdout and "codes identical" in proc.stdout
     assert "EnCodec 24 kHz" in proc.stdout  # the README's install puts encodec in place
+
+
+def test_text_snippet():
+    import shutil
+
+    import pytest
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    code = next(b for b in blocks("python") if "build_phonemizer" in b)
+    scope: dict = {}
+    exec(compile(code.replace('build_phonemizer("espeak")(', 'tokens = build_phonemizer("espeak")('), "README.md",
+                 "exec"), scope)
+    assert "ˈ" in scope["tokens"][0] and "_" in scope["tokens"][0]
+
+
+def test_recipe_snippets(tmp_path, tiny_codec):
+    """The mini recipe (smoke size) builds a corpus; the LibriTTS recipe then prepares that LibriTTS-layout corpus."""
+    import shutil
+
+    import pytest
+
+    from tests.conftest import SHARED
+
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    tiny_codec.save_pretrained(tmp_path / "path" / "to" / "release")
+    lines = next(b for b in blocks("bash") if "recipes/mini/prepare.py" in b).strip().splitlines()
+    mini = next(line for line in lines if "recipes/mini" in line).replace("--size small", "--size smoke")
+    libritts = next(line for line in lines if "recipes/libritts" in line).replace(" --download", "")
+    folder = SHARED / "corpus" / "vctk"
+    mini = mini.replace("../shared/corpus", str(folder) if folder.exists() else str(tmp_path / "none"))
+    sentences = SHARED / "text" / "all_sentences.tsv"
+    if not sentences.exists():
+        sentences = tmp_path / "s.txt"
+        sentences.write_text("\n".join(f"Here is spoken sentence number {i}." for i in range(10)))
+    mini = mini.replace("../shared/text/all_sentences.tsv", str(sentences))
+    libritts = libritts.replace("data/LibriTTS", "data/mini/corpus").replace(
+        "train-clean-100 dev-clean test-clean", "train test")
+    for line in (mini, libritts):
+        args = line.split()
+        proc = subprocess.run([sys.executable, str(ROOT / args[1]), *args[2:]], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "data" / "libritts" / "cuts_train.jsonl.gz").exists()
+    assert '"cuts"' in proc.stdout
