@@ -21,7 +21,7 @@ import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import soundfile as sf
@@ -157,6 +157,3 @@ def read_sentences(path: Path, min_words: int = 3, max_words: int = 30) -> List[
         lines = [row.split("\t")[column] for row in lines[1:] if row.strip()]
     return [s.strip() for s in lines if min_words <= len(s.split()) <= max_words]
 
-
-def iter_parts(root: Path) -> Iterable[str]:
-    return sorted(p.name for p in Path(root).iterdir() if p.is_dir())
