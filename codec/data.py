@@ -1,0 +1,42 @@
+"""Training data for the codec: random fixed-length crops of Lhotse cuts, peak-normalized to a random level."""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+import numpy as np
+import torch
+
+
+class AudioCropDataset(torch.utils.data.Dataset):
+    """Lhotse-style dataset: ``dataset[cuts] -> Tensor[B, segment]`` at 24 kHz.
+
+    Each cut gives one crop at a random offset (zero-padded when shorter), scaled so that its peak lies at a random
+    level in ``gain_db`` dBFS (the official recipe normalizes gain to -1..-6 dBFS). Randomness comes from the torch
+    generator, which Accelerate's checkpoints restore, so a resumed run draws the same crops.
+
+    Args:
+        segment: samples per crop (24000 = 1 s, as the official training).
+        gain_db: range of peak levels in dBFS; ``None`` keeps the level.
+    """
+
+    def __init__(self, segment: int = 24000, gain_db: Tuple[float, float] = (-6.0, -1.0), sample_rate: int = 24000):
+        self.segment, self.gain_db, self.sample_rate = segment, gain_db, sample_rate
+
+    def __getitem__(self, cuts) -> torch.Tensor:
+        out = torch.zeros(len(cuts), self.segment)
+        for i, cut in enumerate(cuts):
+            if cut.sampling_rate != self.sample_rate:
+                cut = cut.resample(self.sample_rate)
+            audio = cut.load_audio()
+            wav = torch.from_numpy(np.ascontiguousarray(audio.mean(axis=0), dtype=np.float32))
+            if wav.numel() > self.segment:
+                start = int(torch.randint(0, wav.numel() - self.segment + 1, (1,)))
+                wav = wav[start:start + self.segment]
+            out[i, : wav.numel()] = wav
+            if self.gain_db is not None:
+                peak = out[i].abs().max()
+                if peak > 1e-6:
+                    level = self.gain_db[0] + (self.gain_db[1] - self.gain_db[0]) * float(torch.rand(()))
+                    out[i] *= 10 ** (level / 20) / peak
+        return out

@@ -1,0 +1,422 @@
+"""GAN training of the codec with Accelerate: one process, several CPU processes, or many GPUs, unchanged.
+
+Per step: a discriminator update on real and generated crops (hinge loss), then a generator update with
+``45 x mel + 1000 x commitment + adversarial + feature matching`` (official weights, ``LossWeights``). An optional
+reconstruction-only warm-up leaves the discriminators out. Checkpoints hold everything a resumed run needs (weights,
+optimizers, schedulers, sampler position, RNG states, step) and appear atomically; a run resumed from one ends with the
+same weights as a run that never stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional
+
+import torch
+from torch import nn
+
+from .config import CodecConfig
+from .data import AudioCropDataset
+from .discriminators import DiscriminatorConfig, Discriminators, SubOutput
+from .losses import LossWeights, MelLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss
+from .model import LanguageCodec
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a codec training run is made of; stored in every checkpoint and in the run directory."""
+
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    discriminators: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    losses: LossWeights = field(default_factory=LossWeights)
+    batch_size: int = 8
+    segment_seconds: float = 1.0
+    learning_rate: float = 2e-4
+    betas: tuple = (0.9, 0.999)
+    weight_decay: float = 0.01
+    max_steps: int = 100_000
+    lr_warmup_steps: int = 0
+    reconstruction_only_steps: int = 0
+    grad_clip: float = 10.0
+    mixed_precision: str = "no"
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    validate_every: int = 1000
+    validation_clips: int = 4
+    max_nonfinite: int = 20
+    num_workers: int = 0
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def cosine_schedule(max_steps: int, warmup: int):
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def _split(verdicts: Dict[str, List[SubOutput]], n: int):
+    """Verdicts on ``cat([real, fake])`` -> (real, fake) verdicts (one discriminator pass for both)."""
+    real, fake = {}, {}
+    for name, subs in verdicts.items():
+        real[name] = [SubOutput(s.logits[:n], [f[:n] for f in s.features]) for s in subs]
+        fake[name] = [SubOutput(s.logits[n:], [f[n:] for f in s.features]) for s in subs]
+    return real, fake
+
+
+class CodecTrainer:
+    """Args:
+        config: the run's ``TrainConfig``.
+        train_cuts: Lhotse cuts with audio (any sample rate; resampled to the codec's).
+        out_dir: run directory: ``checkpoints/step-XXXXXXXX/``, ``release/``, ``train_config.json``, tracker files.
+        valid_cuts: held-out cuts for validation (mel distance, and PESQ/STOI when installed).
+        accelerator: an ``accelerate.Accelerator``; by default one is made from the config.
+    """
+
+    def __init__(self, config: TrainConfig, train_cuts, out_dir: os.PathLike, valid_cuts=None, accelerator=None,
+                 log_with: Optional[str] = None, tracker_kwargs: Optional[dict] = None):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+        from lhotse.dataset import DynamicCutSampler
+
+        self.config = config
+        self.out = Path(out_dir)
+        self.acc = accelerator or Accelerator(mixed_precision=config.mixed_precision, log_with=log_with,
+                                              project_dir=str(self.out))
+        set_seed(config.seed)
+        self.model = LanguageCodec(config.codec)
+        self.discs = Discriminators(config.discriminators)
+        opt = dict(lr=config.learning_rate, betas=tuple(config.betas), weight_decay=config.weight_decay)
+        self.opt_g = torch.optim.AdamW(self.model.parameters(), **opt)
+        self.opt_d = torch.optim.AdamW(self.discs.parameters(), **opt)
+        # Stepped here once per optimizer step (Accelerate would step prepared schedulers once per process).
+        # The discriminators' scheduler only steps once they train, offset to follow the same global schedule.
+        schedule = cosine_schedule(config.max_steps, config.lr_warmup_steps)
+        offset = config.reconstruction_only_steps
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, schedule)
+        self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda step: schedule(step + offset))
+        self.sampler = DynamicCutSampler(train_cuts, max_cuts=config.batch_size, shuffle=True, seed=config.seed,
+                                         world_size=self.acc.num_processes, rank=self.acc.process_index,
+                                         drop_last=True)
+        segment = int(config.segment_seconds * config.codec.sample_rate)
+        self.loader = torch.utils.data.DataLoader(AudioCropDataset(segment, sample_rate=config.codec.sample_rate),
+                                                  sampler=self.sampler, batch_size=None,
+                                                  num_workers=config.num_workers,
+                                                  # its own generator: starting an epoch must not draw from the
+                                                  # global RNG, or a resumed run would drift from an unbroken one
+                                                  generator=torch.Generator().manual_seed(config.seed))
+        self.model, self.discs, self.opt_g, self.opt_d = self.acc.prepare(self.model, self.discs, self.opt_g,
+                                                                          self.opt_d)
+        self.mel = MelLoss(sample_rate=config.codec.sample_rate).to(self.acc.device)
+        self.valid_cuts = valid_cuts
+        self.step = 0
+        self.nonfinite = 0
+        if self.acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+        if log_with:
+            self.acc.init_trackers("languagecodec", config=_flat(config.to_dict()), init_kwargs=tracker_kwargs or {})
+
+    @property
+    def codec(self) -> LanguageCodec:
+        return self.acc.unwrap_model(self.model)
+
+    # The step ---------------------------------------------------------------------------------------------------
+
+    def _choices(self):
+        """Quantizer count and AdaLN row of this step, equal on every rank and reproducible on resume."""
+        g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
+        options = self.config.codec.quantizer.train_num_quantizers
+        n_q = options[int(torch.randint(0, len(options), (1,), generator=g))]
+        return n_q, int(torch.randint(0, self.config.codec.decoder.num_bandwidths, (1,), generator=g))
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        bad = torch.tensor(0.0 if bool(torch.isfinite(loss.detach())) else 1.0, device=self.acc.device)
+        return float(self.acc.reduce(bad, reduction="sum")) == 0.0
+
+    def _update(self, loss: torch.Tensor, module: nn.Module, optimizer) -> Optional[float]:
+        optimizer.zero_grad(set_to_none=True)
+        self.acc.backward(loss)
+        norm = None
+        if self.config.grad_clip > 0:
+            norm = float(self.acc.clip_grad_norm_(module.parameters(), self.config.grad_clip))
+        optimizer.step()
+        return norm
+
+    def train_step(self, wav: torch.Tensor) -> Dict[str, float]:
+        """One discriminator and one generator update on a batch of crops ``[B, L]``."""
+        w = self.config.losses
+        wav = wav.to(self.acc.device).unsqueeze(1)
+        n_q, bandwidth = self._choices()
+        adversarial = self.step >= self.config.reconstruction_only_steps
+        logs: Dict[str, float] = {"num_quantizers": n_q}
+        with self.acc.autocast():
+            out = self.model(wav, bandwidth_id=bandwidth, num_quantizers=n_q)
+        audio = out.audio[..., : wav.shape[-1]].float()  # decoded length is whole frames
+        skipped = False
+        if adversarial:
+            with self.acc.autocast():
+                real, fake = _split(self.discs(torch.cat([wav, audio.detach()])), wav.shape[0])
+                loss_d = discriminator_loss(real, fake)
+            if self._all_finite(loss_d):
+                logs["grad_norm_d"] = self._update(loss_d, self.discs, self.opt_d) or 0.0
+            else:
+                skipped = True
+            logs["loss_d"] = loss_d.item()
+        mel = self.mel(audio, wav)
+        loss_g = w.mel * mel + w.commitment * out.commit_loss
+        logs.update(mel=mel.item(), commit=out.commit_loss.item())
+        # The generator's loss goes through the discriminators too; their gradients are not synced nor used here.
+        with self.acc.no_sync(self.discs) if adversarial else nullcontext():
+            if adversarial:
+                with self.acc.autocast():
+                    real, fake = _split(self.discs(torch.cat([wav, audio])), wav.shape[0])
+                    adv, fm = generator_adversarial_loss(fake), feature_matching_loss(real, fake)
+                loss_g = loss_g + w.adversarial * adv + w.feature_matching * fm
+                logs.update(adversarial=adv.item(), feature_matching=fm.item())
+            if self._all_finite(loss_g) and not skipped:
+                logs["grad_norm_g"] = self._update(loss_g, self.model, self.opt_g) or 0.0
+            else:
+                skipped = True
+        logs["loss_g"] = loss_g.item()
+        self.sched_g.step()
+        if adversarial:
+            self.sched_d.step()
+        self.step += 1
+        self.nonfinite = self.nonfinite + 1 if skipped else 0
+        if self.nonfinite > self.config.max_nonfinite:
+            raise NonFiniteLossError(f"non-finite losses in {self.nonfinite} steps in a row at step {self.step}; "
+                                     f"weights were not updated by them. Resume from the last checkpoint with a "
+                                     f"lower learning rate.")
+        logs["skipped"] = float(skipped)
+        logs["lr"] = self.sched_g.get_last_lr()[0]
+        return logs
+
+    # The loop ---------------------------------------------------------------------------------------------------
+
+    def batches(self) -> Iterator[torch.Tensor]:
+        while True:
+            for batch in self.loader:
+                yield batch
+            self.sampler.set_epoch(self.sampler.epoch + 1)
+
+    def train(self, max_steps: Optional[int] = None, stop_after: Optional[int] = None) -> None:
+        """Train until ``max_steps`` (default: the config's); ``stop_after`` ends the call after that many steps (for
+        time-boxed runs), with a checkpoint."""
+        from tqdm import tqdm
+
+        max_steps = max_steps or self.config.max_steps
+        end = min(max_steps, self.step + stop_after) if stop_after else max_steps
+        bar = tqdm(total=max_steps, initial=self.step, disable=not self.acc.is_main_process, desc="codec",
+                   unit="step", dynamic_ncols=True)
+        last, window, audio_seconds = time.perf_counter(), [], 0.0
+        for wav in self.batches():
+            if self.step >= end:
+                break
+            logs = self.train_step(wav)
+            audio_seconds += wav.numel() / self.config.codec.sample_rate * self.acc.num_processes
+            window.append(logs)
+            bar.update(1)
+            if self.step % self.config.log_every == 0:
+                now = time.perf_counter()
+                mean = {k: sum(d.get(k, 0.0) for d in window) / len(window) for k in window[-1]}
+                mean["audio_seconds_per_second"] = audio_seconds / (now - last)
+                self.acc.log({f"train/{k}": v for k, v in mean.items()}, step=self.step)
+                bar.set_postfix(mel=f"{mean['mel']:.3f}", loss_g=f"{mean['loss_g']:.2f}")
+                last, window, audio_seconds = now, [], 0.0
+            if self.valid_cuts is not None and self.step % self.config.validate_every == 0:
+                self.validate()
+            if self.step % self.config.checkpoint_every == 0:
+                self.save_checkpoint()
+        bar.close()
+        if self.step % self.config.checkpoint_every:
+            self.save_checkpoint()
+
+    # Checkpoints ------------------------------------------------------------------------------------------------
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.out / "checkpoints"
+
+    def save_checkpoint(self) -> Path:
+        """Accelerate's state plus this trainer's (JSON) in a temporary folder, renamed when complete."""
+        name = f"step-{self.step:08d}"
+        final, tmp = self.checkpoint_dir / name, self.checkpoint_dir / f".{name}.tmp"
+        if self.acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp))
+        state = {"step": self.step, "nonfinite": self.nonfinite, "sampler": self.sampler.state_dict(),
+                 "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict()}
+        (tmp / f"trainer_state_{self.acc.process_index}.json").write_text(json.dumps(state))
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for old in self.checkpoints()[: -self.config.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.acc.wait_for_everyone()
+        return final
+
+    def checkpoints(self) -> List[Path]:
+        if not self.checkpoint_dir.is_dir():
+            return []
+        return sorted(p for p in self.checkpoint_dir.glob("step-*") if p.is_dir())
+
+    def resume(self, checkpoint: Optional[os.PathLike] = None) -> bool:
+        """Load ``checkpoint`` (default: the latest complete one); False when there is none."""
+        path = Path(checkpoint) if checkpoint else (self.checkpoints() or [None])[-1]
+        if path is None:
+            return False
+        self.acc.load_state(str(path))
+        state = json.loads((path / f"trainer_state_{self.acc.process_index}.json").read_text())
+        self.step, self.nonfinite = state["step"], state["nonfinite"]
+        sampler = state["sampler"]
+        stats = sampler.get("diagnostics", {}).get("stats_per_epoch")
+        if stats:  # JSON made the epoch keys strings
+            sampler["diagnostics"]["stats_per_epoch"] = {int(k): v for k, v in stats.items()}
+        self.sampler.load_state_dict(sampler)
+        self.sched_g.load_state_dict(state["sched_g"])
+        self.sched_d.load_state_dict(state["sched_d"])
+        return True
+
+    def export(self, directory: Optional[os.PathLike] = None, dtype: Optional[torch.dtype] = None) -> Path:
+        """The generator as a release directory (``config.json`` + ``model.safetensors``)."""
+        directory = Path(directory) if directory else self.out / "release"
+        if self.acc.is_main_process:
+            self.codec.save_pretrained(directory, dtype=dtype)
+        self.acc.wait_for_everyone()
+        return directory
+
+    # Validation -------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self) -> Dict[str, float]:
+        """Mel distance (and PESQ / STOI when installed) at 8 and 4 codebooks on the first validation clips."""
+        from .metrics import reconstruction_metrics
+
+        results: Dict[str, float] = {}
+        if self.acc.is_main_process:
+            codec = self.codec
+            codec.eval()
+            clips = []
+            for cut in list(self.valid_cuts)[: self.config.validation_clips]:
+                cut = cut.resample(codec.sample_rate) if cut.sampling_rate != codec.sample_rate else cut
+                clips.append(torch.from_numpy(cut.load_audio().mean(axis=0)[: 10 * codec.sample_rate]))
+            for k in sorted({codec.num_codebooks, min(4, codec.num_codebooks)}):
+                scores = [reconstruction_metrics(wav, codec.decode(codec.encode(wav[None].to(self.acc.device), k))
+                                                 [0, 0, : wav.numel()].cpu(), codec.sample_rate) for wav in clips]
+                for name in scores[0]:
+                    results[f"valid/{name}_{k}cb"] = sum(s[name] for s in scores) / len(scores)
+            codec.train()
+            self.acc.log(results, step=self.step)
+            self._log_audio(codec, clips[:1])
+        self.acc.wait_for_everyone()
+        return results
+
+    def _log_audio(self, codec: LanguageCodec, clips: List[torch.Tensor]) -> None:
+        try:
+            tracker = self.acc.get_tracker("wandb", unwrap=True)
+        except (ValueError, KeyError):
+            return
+        if tracker is None or not clips:
+            return
+        import wandb
+
+        wav = clips[0]
+        rec = codec.decode(codec.encode(wav[None].to(self.acc.device)))[0, 0].cpu()
+        mel = self.mel.mel(rec[None].to(self.acc.device))[0].cpu().numpy()
+        mel = (mel - mel.min()) / max(1e-6, float(mel.max() - mel.min()))
+        tracker.log({"valid/audio": wandb.Audio(rec.numpy(), sample_rate=codec.sample_rate),
+                     "valid/mel": wandb.Image(mel[::-1].copy())}, step=self.step)
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat(v, key + "."))
+        else:
+            out[key] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+    return out
+
+
+CODEC_PRESETS = {"release": CodecConfig.release, "official": CodecConfig.official, "mini": CodecConfig.mini,
+                 "tiny": CodecConfig.tiny}
+DISCRIMINATOR_PRESETS = {"release": DiscriminatorConfig.release, "reduced": DiscriminatorConfig.reduced,
+                         "tiny": DiscriminatorConfig.tiny}
+
+
+def load_train_config(path: os.PathLike, overrides: Optional[List[str]] = None) -> TrainConfig:
+    """A YAML run config: presets plus overrides, optionally on top of a ``base:`` file.
+
+    Keys: ``base`` (a YAML file, relative to this one), ``codec`` (preset name), ``codec_overrides`` (nested fields),
+    ``discriminators`` (preset), ``discriminator_overrides``, ``losses`` (``LossWeights`` fields), ``train``
+    (``TrainConfig`` fields). ``overrides`` are ``section.field=value`` strings (``train.max_steps=1000``,
+    ``codec_overrides.quantizer.kind=rvq``).
+    """
+    import yaml
+
+    data = _read_yaml(Path(path))
+    for item in overrides or []:
+        key, _, value = item.partition("=")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    unknown = set(data) - {"codec", "codec_overrides", "discriminators", "discriminator_overrides", "losses", "train"}
+    if unknown:
+        raise ValueError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
+    codec = _merge(CODEC_PRESETS[data.get("codec", "release")]().to_dict(), data.get("codec_overrides", {}))
+    discs = _merge(dataclasses.asdict(DISCRIMINATOR_PRESETS[data.get("discriminators", "release")]()),
+                   data.get("discriminator_overrides", {}))
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"codec", "discriminators", "losses"}
+    train = data.get("train", {})
+    if set(train) - fields:
+        raise ValueError(f"unknown train field(s): {', '.join(sorted(set(train) - fields))}")
+    return TrainConfig(codec=CodecConfig.from_dict(codec), discriminators=_build_discs(discs),
+                       losses=LossWeights(**data.get("losses", {})), **{k: _tuple(v) for k, v in train.items()})
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    data = yaml.safe_load(path.read_text()) or {}
+    base = data.pop("base", None)
+    return _merge(_read_yaml(path.parent / base), data) if base else data
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _tuple(v):
+    return tuple(_tuple(x) for x in v) if isinstance(v, list) else v
+
+
+def _build_discs(values: dict) -> DiscriminatorConfig:
+    return DiscriminatorConfig(**{k: _tuple(v) for k, v in values.items()})

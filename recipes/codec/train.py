@@ -1,0 +1,55 @@
+"""Train Language-Codec on Lhotse cuts with audio, on one process, several CPU processes or many GPUs.
+
+    accelerate launch recipes/codec/train.py --config recipes/codec/configs/mini.yaml \
+        --train-cuts data/mini/cuts_train.raw.jsonl.gz --valid-cuts data/mini/cuts_test.raw.jsonl.gz \
+        --out-dir runs/codec_mini --resume
+
+Two CPU processes: ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes 2 --num_machines 1 \
+    --mixed_precision no --dynamo_backend no recipes/codec/train.py ...
+Checkpoints: <out-dir>/checkpoints/step-*/ (last N kept); --resume continues from the latest one exactly.
+At the end the generator is exported to <out-dir>/release (config.json + model.safetensors).
+"""
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+from lhotse import CutSet
+
+from codec.training import CodecTrainer, load_train_config
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE", help="config overrides")
+    parser.add_argument("--train-cuts", type=Path, required=True)
+    parser.add_argument("--valid-cuts", type=Path)
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out-dir")
+    parser.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
+    parser.add_argument("--wandb", choices=["online", "offline", "disabled"], default="offline")
+    parser.add_argument("--export-dtype", choices=["float32", "float16"], default="float32")
+    parser.add_argument("--threads", type=int, help="torch threads per process")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = load_train_config(args.config, args.set)
+    log_with = None
+    if args.wandb != "disabled":
+        os.environ.setdefault("WANDB_MODE", args.wandb)
+        log_with = "wandb"
+    trainer = CodecTrainer(config, CutSet.from_file(args.train_cuts),
+                           args.out_dir, valid_cuts=CutSet.from_file(args.valid_cuts) if args.valid_cuts else None,
+                           log_with=log_with, tracker_kwargs={"wandb": {"dir": str(args.out_dir)}})
+    if args.resume and trainer.resume():
+        trainer.acc.print(f"resumed at step {trainer.step}")
+    trainer.train(stop_after=args.stop_after)
+    release = trainer.export(dtype=getattr(torch, args.export_dtype))
+    trainer.acc.print(f"release written to {release}")
+    trainer.acc.end_training()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Codec training: loss goes down, exact resume, non-finite guard, config files, two CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lhotse import CutSet, Recording
+
+from codec.training import CodecTrainer, NonFiniteLossError, load_train_config
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "recipes" / "codec" / "configs"
+
+
+@pytest.fixture(scope="module")
+def cuts(tmp_path_factory):
+    """A few seconds of harmonic 'speech-like' audio at 16 kHz (the trainer resamples to 24 kHz)."""
+    folder = tmp_path_factory.mktemp("audio")
+    rng = np.random.default_rng(0)
+    recordings = []
+    for i in range(4):
+        t = np.arange(16000 * 2) / 16000
+        f0 = 110 + 40 * i + 20 * np.sin(2 * np.pi * 0.5 * t)
+        phase = 2 * np.pi * np.cumsum(f0) / 16000
+        wav = sum(np.sin(k * phase) / k for k in range(1, 6)) * (0.5 + 0.5 * np.sin(2 * np.pi * 2 * t) ** 2)
+        wav = (0.2 * wav + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+        sf.write(folder / f"u{i}.wav", wav, 16000)
+        recordings.append(Recording.from_file(folder / f"u{i}.wav"))
+    return CutSet.from_manifests(recordings=recordings).to_eager()
+
+
+def tiny_config(**train):
+    sets = [f"train.{k}={v}" for k, v in train.items()]
+    return load_train_config(CONFIGS / "tiny.yaml", sets)
+
+
+def weights(trainer):
+    state = {f"g.{k}": v for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
+    state.update({f"d.{k}": v for k, v in trainer.acc.unwrap_model(trainer.discs).state_dict().items()})
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+def test_config_files():
+    mini, rvq = load_train_config(CONFIGS / "mini.yaml"), load_train_config(CONFIGS / "mini_rvq.yaml")
+    assert mini.codec.quantizer.kind == "mcrvq" and rvq.codec.quantizer.kind == "rvq"
+    assert mini.codec.replace(quantizer=rvq.codec.quantizer) == rvq.codec
+    assert (mini.discriminators, mini.losses, mini.batch_size) == (rvq.discriminators, rvq.losses, rvq.batch_size)
+    assert mini.losses.mel == 45 and mini.losses.commitment == 1000
+    release = load_train_config(CONFIGS / "release.yaml")
+    assert release.codec.encoder.base_width == 32 and len(release.discriminators.periods) == 5
+    over = load_train_config(CONFIGS / "tiny.yaml", ["train.max_steps=7", "codec_overrides.quantizer.kind=rvq"])
+    assert over.max_steps == 7 and over.codec.quantizer.kind == "rvq"
+    with pytest.raises(ValueError, match="unknown train field"):
+        load_train_config(CONFIGS / "tiny.yaml", ["train.bogus=1"])
+
+
+def test_mel_loss_goes_down(cuts, tmp_path):
+    torch.manual_seed(0)
+    config = tiny_config(max_steps=240, reconstruction_only_steps=1000, learning_rate=0.003, log_every=1000,
+                         checkpoint_every=1000)
+    trainer = CodecTrainer(config, cuts, tmp_path)
+    mels = [trainer.train_step(batch)["mel"] for _, batch in zip(range(240), trainer.batches())]
+    first, last = np.mean(mels[:20]), np.mean(mels[-20:])
+    assert last < 0.7 * first, (first, last)
+
+
+def test_exact_resume(cuts, tmp_path):
+    config = tiny_config(max_steps=8, reconstruction_only_steps=2, checkpoint_every=4, keep_checkpoints=2)
+    straight = CodecTrainer(config, cuts, tmp_path / "a")
+    straight.train()
+    reference = weights(straight)
+
+    first = CodecTrainer(config, cuts, tmp_path / "b")
+    first.train(stop_after=4)  # a run stopped after its checkpoint at step 4 ...
+    assert [p.name for p in first.checkpoints()] == ["step-00000004"]
+    second = CodecTrainer(config, cuts, tmp_path / "b")  # ... and a fresh process resuming it
+    assert second.resume() and second.step == 4
+    second.train()
+    resumed = weights(second)
+    assert reference.keys() == resumed.keys()
+    different = [k for k in reference if not torch.equal(reference[k], resumed[k])]
+    assert not different, different[:5]
+    assert [p.name for p in second.checkpoints()] == ["step-00000004", "step-00000008"]
+    assert not list((tmp_path / "b" / "checkpoints").glob(".*"))  # no temporary folders left
+
+
+def test_nonfinite_losses_are_skipped_then_stop(cuts, tmp_path, monkeypatch):
+    config = tiny_config(max_nonfinite=2, reconstruction_only_steps=100)
+    trainer = CodecTrainer(config, cuts, tmp_path)
+    batches = trainer.batches()
+    trainer.train_step(next(batches))
+    before = weights(trainer)
+    monkeypatch.setattr(trainer.mel, "forward", lambda a, b: torch.tensor(float("nan")))
+    logs = trainer.train_step(next(batches))
+    assert logs["skipped"] == 1.0
+    after = weights(trainer)
+    assert all(torch.equal(before[k], after[k]) for k in before if ".codebook." not in k)
+    trainer.train_step(next(batches))
+    with pytest.raises(NonFiniteLossError, match="non-finite losses in 3 steps in a row"):
+        trainer.train_step(next(batches))
+
+
+def test_two_cpu_processes(cuts, tmp_path):
+    """Two ranks really run (accelerate on CPU needs ACCELERATE_USE_CPU with --multi_gpu), gradients are synced
+    (identical weights on both ranks after training) and only rank 0 writes the release."""
+    manifest = tmp_path / "cuts.jsonl.gz"
+    cuts.repeat(2).to_file(manifest)  # enough cuts for two ranks
+    out = tmp_path / "run"
+    script = tmp_path / "probe.py"
+    script.write_text(f"""
+import hashlib, json, sys, torch
+sys.path.insert(0, {str(ROOT)!r})
+from lhotse import CutSet
+from codec.training import CodecTrainer, load_train_config
+torch.set_num_threads(1)
+config = load_train_config({str(CONFIGS / 'tiny.yaml')!r}, ["train.max_steps=4", "train.checkpoint_every=4",
+                                                              "train.reconstruction_only_steps=2"])
+trainer = CodecTrainer(config, CutSet.from_file({str(manifest)!r}), {str(out)!r})
+trainer.train()
+trainer.export()
+model = trainer.acc.unwrap_model(trainer.model)
+digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()
+batch_ids = [c.id for c in next(iter(trainer.sampler))]
+with open({str(out)!r} + f"/rank{{trainer.acc.process_index}}.json", "w") as f:
+    json.dump({{"rank": trainer.acc.process_index, "world": trainer.acc.num_processes, "digest": digest,
+               "batch": batch_ids}}, f)
+""")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert ranks[0]["digest"] == ranks[1]["digest"]  # DDP kept the replicas identical
+    assert not set(ranks[0]["batch"]) & set(ranks[1]["batch"])  # each rank reads its own cuts
+    checkpoint = out / "checkpoints" / "step-00000004"
+    assert (checkpoint / "trainer_state_0.json").exists() and (checkpoint / "trainer_state_1.json").exists()
+    assert sorted(p.name for p in (out / "release").iterdir()) == ["config.json", "model.safetensors"]
