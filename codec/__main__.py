@@ -19,8 +19,10 @@ from .errors import CodecError
 from .model import LanguageCodec
 
 
-def load_codec(checkpoint: str, official_config: Optional[str] = None) -> LanguageCodec:
-    """A release directory of this project, or an official Language-Codec checkpoint file."""
+def load_codec(checkpoint: Optional[str] = None, official_config: Optional[str] = None) -> LanguageCodec:
+    """A release directory of this project, an official Language-Codec checkpoint file, or (None) the bundled codec."""
+    if checkpoint is None:
+        return LanguageCodec.bundled()
     path = Path(checkpoint)
     if path.is_dir():
         return LanguageCodec.from_pretrained(path)
@@ -77,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=f"{inp} -> {out}")
         p.add_argument("input", help=inp)
         p.add_argument("output", help=out)
-        p.add_argument("--checkpoint", required=True, help="release directory or official checkpoint file")
+        p.add_argument("--checkpoint", help="release directory or official checkpoint file (default: bundled codec)")
         p.add_argument("--official-config", help="official config yaml for an official checkpoint")
         p.set_defaults(fn=fn)
         if name == "encode":

@@ -22,6 +22,7 @@ from .quantizer import QuantizerOutput, build_quantizer
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
+BUNDLED_DIR = Path(__file__).resolve().parent / "assets" / "languagecodec-mini"
 
 
 @dataclass
@@ -231,6 +232,13 @@ class LanguageCodec(nn.Module):
         """Load a release directory written by ``save_pretrained``; the model is returned in eval mode."""
         from .checkpoint import load_release
         return load_release(cls, directory, map_location)
+
+    @classmethod
+    def bundled(cls, map_location: Union[str, torch.device] = "cpu") -> "LanguageCodec":
+        """The codec shipped inside this package (trained on the mini corpus; see README for its quality)."""
+        if not (BUNDLED_DIR / CONFIG_NAME).is_file():
+            raise CodecError(f"this installation has no bundled codec ({BUNDLED_DIR} is missing)")
+        return cls.from_pretrained(BUNDLED_DIR, map_location)
 
     @classmethod
     def from_official_checkpoint(cls, path: Union[str, os.PathLike], config: Union[None, CodecConfig, str,

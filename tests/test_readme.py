@@ -101,3 +101,36 @@ def test_recipe_snippets(tmp_path, tiny_codec):
         assert proc.returncode == 0, proc.stderr[-2000:]
     assert (tmp_path / "data" / "libritts" / "cuts_train.jsonl.gz").exists()
     assert '"cuts"' in proc.stdout
+
+
+def test_codec_training_snippet(tmp_path):
+    """README's training command (tiny config, 4 steps, one process) and evaluation command on its release."""
+    import numpy as np
+    import pytest
+    from lhotse import CutSet, Recording
+
+    pytest.importorskip("pesq")
+    rng = np.random.default_rng(0)
+    recordings = []
+    for i in range(3):
+        sf.write(tmp_path / f"a{i}.wav", (0.1 * rng.standard_normal(24000)).astype(np.float32), 24000)
+        recordings.append(Recording.from_file(tmp_path / f"a{i}.wav"))
+    (tmp_path / "data" / "mini").mkdir(parents=True)
+    for part in ("train", "test"):
+        CutSet.from_manifests(recordings=recordings).to_file(tmp_path / "data" / "mini" / f"cuts_{part}.raw.jsonl.gz")
+    (tmp_path / "clips").mkdir()
+    sf.write(tmp_path / "clips" / "c.wav", (0.1 * rng.standard_normal(12000)).astype(np.float32), 16000)
+    train, evaluate = next(b for b in blocks("bash") if "recipes/codec/train.py" in b).strip().splitlines()
+    train = train.replace("recipes/codec/configs/mini.yaml", str(ROOT / "recipes/codec/configs/tiny.yaml"))
+    args = train.split()
+    assert args[:2] == ["accelerate", "launch"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
+           str(ROOT / args[2]), *args[3:], "--set", "train.max_steps=4", "--wandb", "disabled"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "runs" / "codec_mini" / "release" / "model.safetensors").exists()
+    args = evaluate.replace("../shared/speech", "clips").split()
+    proc = subprocess.run([sys.executable, str(ROOT / args[1]), *args[2:], "--no-vuv"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "| release | 8 | 6 |" in proc.stdout and "| paper (LibriTTS test-clean) | 4 | 3 |" in proc.stdout
