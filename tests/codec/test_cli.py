@@ -109,3 +109,13 @@ def test_cli_refusals_are_one_line(tmp_path, release):
         assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "o.npy").exists() and not (tmp_path / "o.wav").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_written_files_have_the_usual_mode(tmp_path):
+    import os
+    import stat
+
+    save_audio(tmp_path / "m.wav", torch.zeros(100), 24000)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "m.wav").stat().st_mode) == 0o666 & ~mask

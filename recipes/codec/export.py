@@ -1,0 +1,44 @@
+"""Export the generator of a training run's checkpoint as a release directory (config.json + model.safetensors).
+
+    python recipes/codec/export.py --run runs/codec_mini --out path/to/release --dtype float16
+    python recipes/codec/export.py --run runs/codec_mini --checkpoint step-00006000 --out path/to/release
+
+Reads only safetensors and JSON: no training code or optimizer state is needed.
+"""
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from codec import CodecConfig, LanguageCodec
+from codec.checkpoint import load_safetensors, load_strict
+
+
+def export(run: Path, out: Path, checkpoint: str = None, dtype: torch.dtype = None) -> Path:
+    config = CodecConfig.from_dict(json.loads((run / "train_config.json").read_text())["codec"])
+    checkpoints = sorted(p for p in (run / "checkpoints").glob("step-*") if p.is_dir())
+    if not checkpoints:
+        raise SystemExit(f"error: {run} has no checkpoints")
+    path = run / "checkpoints" / checkpoint if checkpoint else checkpoints[-1]
+    model = LanguageCodec(config)
+    load_strict(model, load_safetensors(path / "model.safetensors"), source=str(path))  # the generator's weights
+    model.save_pretrained(out, dtype=dtype)
+    (out / "SOURCE.txt").write_text(f"exported from {path.name} of {run.name}\n")
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--checkpoint", help="a step-* folder name (default: the latest)")
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    args = parser.parse_args()
+    used = export(args.run, args.out, args.checkpoint, getattr(torch, args.dtype))
+    print(f"{used} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
