@@ -1,0 +1,78 @@
+"""Token sampling for autoregressive decoding: temperature, top-k, top-p, and repetition-aware sampling (VALL-E 2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    """Attributes:
+        greedy: argmax (the other fields are ignored).
+        ras_window, ras_threshold: repetition-aware sampling: when the nucleus-sampled token already fills more than
+            ``threshold`` of the last ``window`` tokens, draw again from the whole distribution (0 window: off).
+    """
+
+    greedy: bool = False
+    temperature: float = 1.0
+    top_k: int = 25
+    top_p: float = 0.8
+    ras_window: int = 10
+    ras_threshold: float = 0.1
+
+
+def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """Logits ``[V]`` with everything outside the top-k and the top-p nucleus set to -inf."""
+    out = logits.clone()
+    if 0 < top_k < out.numel():
+        kth = torch.topk(out, top_k).values[-1]
+        out[out < kth] = float("-inf")
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(out, descending=True)
+        cumulative = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cumulative > top_p
+        drop[1:] = drop[:-1].clone()  # keep the token that crosses the threshold
+        drop[0] = False
+        out[order[drop]] = float("-inf")
+    return out
+
+
+def sample_token(logits: torch.Tensor, config: SamplingConfig, history: List[int],
+                 generator: Optional[torch.Generator] = None) -> int:
+    if config.greedy:
+        return int(logits.argmax())
+    scaled = logits / max(config.temperature, 1e-5)
+    probs = filter_logits(scaled, config.top_k, config.top_p).softmax(-1)
+    token = int(torch.multinomial(probs, 1, generator=generator))
+    if config.ras_window:
+        recent = history[-config.ras_window:]
+        if recent and recent.count(token) / config.ras_window > config.ras_threshold:
+            token = int(torch.multinomial(scaled.softmax(-1), 1, generator=generator))
+    return token
+
+
+def decode_autoregressive(stream, eos: int, max_tokens: int, min_tokens: int, config: SamplingConfig,
+                          generator: Optional[torch.Generator] = None) -> List[int]:
+    """Drive a logits stream (``ValleAR.logits_stream``) until ``eos`` or ``max_tokens``.
+
+    Guards: the end token is masked out before ``min_tokens`` (no immediate end), and generation stops at
+    ``max_tokens`` (no endless output); both come from the phoneme count in the synthesis pipeline.
+    """
+    tokens: List[int] = []
+    logits = next(stream)
+    while len(tokens) < max_tokens:
+        if len(tokens) < min_tokens:
+            logits = logits.clone()
+            logits[eos] = float("-inf")
+        token = sample_token(logits, config, tokens, generator)
+        if token == eos:
+            break
+        tokens.append(token)
+        if len(tokens) == max_tokens:
+            break
+        logits = stream.send(torch.tensor(token, device=logits.device))
+    stream.close()
+    return tokens

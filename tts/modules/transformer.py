@@ -1,0 +1,137 @@
+"""The transformer shared by VALL-E and MobileSpeech: pre-norm blocks, optional stage-conditioned adaptive
+LayerNorm (VALL-E's NAR), optional cross-attention (MobileSpeech), and a key/value cache for incremental decoding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import List, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    """Attributes:
+        num_conditions: rows of the adaptive LayerNorm's scale/shift tables (0: plain LayerNorm).
+        cross_attention: add a cross-attention sub-layer to every block.
+    """
+
+    dim: int = 1024
+    heads: int = 16
+    layers: int = 12
+    ffn_dim: int = 4096
+    dropout: float = 0.1
+    num_conditions: int = 0
+    cross_attention: bool = False
+
+
+class KVCache:
+    """Keys and values of every layer for the positions seen so far: ``[B, heads, T, head_dim]`` per layer."""
+
+    def __init__(self, layers: int):
+        self.keys: List[Optional[torch.Tensor]] = [None] * layers
+        self.values: List[Optional[torch.Tensor]] = [None] * layers
+
+    @property
+    def length(self) -> int:
+        return 0 if self.keys[0] is None else self.keys[0].shape[2]
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor):
+        if self.keys[layer] is not None:
+            k = torch.cat([self.keys[layer], k], dim=2)
+            v = torch.cat([self.values[layer], v], dim=2)
+        self.keys[layer], self.values[layer] = k, v
+        return k, v
+
+
+class Norm(nn.Module):
+    """LayerNorm, or AdaLN when ``num_conditions``: ``LN(x) * (1 + scale[c]) + shift[c]`` (zero-initialized)."""
+
+    def __init__(self, dim: int, num_conditions: int = 0):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, elementwise_affine=num_conditions == 0)
+        if num_conditions:
+            self.scale = nn.Embedding(num_conditions, dim)
+            self.shift = nn.Embedding(num_conditions, dim)
+            nn.init.zeros_(self.scale.weight)
+            nn.init.zeros_(self.shift.weight)
+        self.conditional = num_conditions > 0
+
+    def forward(self, x: torch.Tensor, condition: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x = self.norm(x)
+        if self.conditional:
+            x = x * (1 + self.scale(condition)[:, None]) + self.shift(condition)[:, None]
+        return x
+
+
+class Attention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.head_dim, self.dropout = heads, dim // heads, dropout
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor, memory: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
+                cache: Optional[KVCache] = None, layer: int = 0) -> torch.Tensor:
+        """x ``[B, T, D]``; memory (cross-attention) ``[B, S, D]``; mask ``[B or 1, 1, T, S]`` True = may attend."""
+        b, t, _ = x.shape
+        q = self.q(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
+        k, v = self.kv(x if memory is None else memory).view(b, -1, 2, self.heads, self.head_dim).permute(
+            2, 0, 3, 1, 4)
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.out(h.transpose(1, 2).reshape(b, t, -1))
+
+
+class Block(nn.Module):
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.norm1 = Norm(config.dim, config.num_conditions)
+        self.attn = Attention(config.dim, config.heads, config.dropout)
+        if config.cross_attention:
+            self.norm_cross = Norm(config.dim, config.num_conditions)
+            self.cross = Attention(config.dim, config.heads, config.dropout)
+        self.norm2 = Norm(config.dim, config.num_conditions)
+        self.ffn = nn.Sequential(nn.Linear(config.dim, config.ffn_dim), nn.GELU(), nn.Dropout(config.dropout),
+                                 nn.Linear(config.ffn_dim, config.dim))
+        self.drop = nn.Dropout(config.dropout)
+
+    def forward(self, x, mask=None, condition=None, memory=None, memory_mask=None, cache=None, layer=0):
+        x = x + self.drop(self.attn(self.norm1(x, condition), mask=mask, cache=cache, layer=layer))
+        if memory is not None:
+            x = x + self.drop(self.cross(self.norm_cross(x, condition), memory=memory, mask=memory_mask))
+        return x + self.drop(self.ffn(self.norm2(x, condition)))
+
+
+class Transformer(nn.Module):
+    """``forward(x [B, T, D], mask, condition, memory, memory_mask, cache) -> [B, T, D]`` (final norm applied)."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__()
+        self.config = config
+        self.blocks = nn.ModuleList([Block(config) for _ in range(config.layers)])
+        self.norm = Norm(config.dim, config.num_conditions)
+
+    def new_cache(self) -> KVCache:
+        return KVCache(len(self.blocks))
+
+    def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, condition: Optional[torch.Tensor] = None,
+                memory: Optional[torch.Tensor] = None, memory_mask: Optional[torch.Tensor] = None,
+                cache: Optional[KVCache] = None) -> torch.Tensor:
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, condition, memory, memory_mask, cache, i)
+        return self.norm(x, condition)
+
+
+def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sinusoidal encodings ``[..., dim]`` of integer positions (Vaswani et al.)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=positions.device, dtype=torch.float32) / half)
+    angles = positions.float()[..., None] * freqs
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
