@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
-from typing import Dict
+from typing import Dict, List
 
 import numpy as np
 import torch
@@ -69,4 +70,16 @@ def reconstruction_metrics(reference: torch.Tensor, degraded: torch.Tensor, samp
             out[name] = fn(ref_np, deg_np, sample_rate)
         except ImportError:
             continue
+        except Exception:  # noqa: BLE001 - e.g. PESQ's "no utterances detected" on silence: no score for this clip
+            out[name] = float("nan")
+    return out
+
+
+def mean_scores(rows: List[Dict[str, float]]) -> Dict[str, float]:
+    """Per metric, the mean over clips that have a score (NaN when none has)."""
+    names = {k for r in rows for k in r}
+    out = {}
+    for name in sorted(names):
+        values = [r[name] for r in rows if name in r and not math.isnan(r[name])]
+        out[name] = sum(values) / len(values) if values else float("nan")
     return out

@@ -312,7 +312,7 @@ class CodecTrainer:
     @torch.no_grad()
     def validate(self) -> Dict[str, float]:
         """Mel distance (and PESQ / STOI when installed) at 8 and 4 codebooks on the first validation clips."""
-        from .metrics import reconstruction_metrics
+        from .metrics import mean_scores, reconstruction_metrics
 
         results: Dict[str, float] = {}
         if self.acc.is_main_process:
@@ -325,8 +325,8 @@ class CodecTrainer:
             for k in sorted({codec.num_codebooks, min(4, codec.num_codebooks)}):
                 scores = [reconstruction_metrics(wav, codec.decode(codec.encode(wav[None].to(self.acc.device), k))
                                                  [0, 0, : wav.numel()].cpu(), codec.sample_rate) for wav in clips]
-                for name in scores[0]:
-                    results[f"valid/{name}_{k}cb"] = sum(s[name] for s in scores) / len(scores)
+                for name, value in mean_scores(scores).items():
+                    results[f"valid/{name}_{k}cb"] = value
             codec.train()
             self.acc.log(results, step=self.step)
             self._log_audio(codec, clips[:1])

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from codec import LanguageCodec, load_audio
 from codec.__main__ import load_codec
-from codec.metrics import reconstruction_metrics
+from codec.metrics import mean_scores, reconstruction_metrics
 
 PAPER = {4: {"pesq": 3.27, "stoi": 0.949, "vuv_f1": 0.966}, 8: {"pesq": 3.88, "stoi": 0.972, "vuv_f1": 0.975}}
 
@@ -28,7 +28,7 @@ def evaluate(codec: LanguageCodec, clips, codebooks=(4, 8), vuv: bool = True) ->
         for k in codebooks:
             out = codec.decode(codes[:, :k])[0, 0, : wav.numel()]
             results[k].append(reconstruction_metrics(wav, out, codec.sample_rate, vuv=vuv))
-    return {k: {m: sum(r[m] for r in rows) / len(rows) for m in rows[0]} for k, rows in results.items()}
+    return {k: mean_scores(rows) for k, rows in results.items()}
 
 
 def table(scores: dict, name: str) -> str:

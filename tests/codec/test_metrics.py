@@ -30,3 +30,14 @@ def test_identical_and_degraded():
     assert worse["pesq"] < same["pesq"] - 1 and worse["stoi"] < same["stoi"] and worse["mel_distance"] > 0.1
     silent = reconstruction_metrics(ref, torch.zeros_like(ref) + 1e-4 * torch.randn_like(ref), 24000, vuv=True)
     assert silent["vuv_f1"] < 0.2
+
+
+def test_unscorable_clips_do_not_crash():
+    pytest.importorskip("pesq")
+    from codec.metrics import mean_scores
+
+    ref = voiced_signal()
+    scores = reconstruction_metrics(torch.zeros_like(ref), torch.zeros_like(ref), 24000)
+    assert np.isnan(scores["pesq"])  # PESQ finds no utterance in silence
+    merged = mean_scores([scores, {"pesq": 3.0, "stoi": 0.5, "mel_distance": 1.0}])
+    assert merged["pesq"] == 3.0 and merged["mel_distance"] == 0.5

@@ -145,3 +145,14 @@ with open({str(out)!r} + f"/rank{{trainer.acc.process_index}}.json", "w") as f:
     checkpoint = out / "checkpoints" / "step-00000004"
     assert (checkpoint / "trainer_state_0.json").exists() and (checkpoint / "trainer_state_1.json").exists()
     assert sorted(p.name for p in (out / "release").iterdir()) == ["config.json", "model.safetensors"]
+
+
+def test_validation_metrics_without_tracker(cuts, tmp_path):
+    trainer = CodecTrainer(tiny_config(validation_clips=2), cuts, tmp_path, valid_cuts=cuts)
+    trainer.train_step(next(trainer.batches()))
+    results = trainer.validate()
+    for k in (4, 8):
+        assert results[f"valid/mel_distance_{k}cb"] > 0
+        if f"valid/stoi_{k}cb" in results:  # PESQ may have no score: an untrained codec's output can be silence
+            assert -1 <= results[f"valid/stoi_{k}cb"] <= 1  # a correlation: can dip below 0 untrained
+    assert trainer.model.training  # back to training mode
