@@ -7,10 +7,10 @@ Public interface: ``LanguageCodec`` (``encode``, ``decode``, ``sample_rate``, ``
 from .audio import load_audio, save_audio
 from .config import AttentionConfig, CodecConfig, DecoderConfig, EncoderConfig, QuantizerConfig
 from .errors import CodecError
-from .model import CodecOutput, LanguageCodec
+from .model import CodecOutput, LanguageCodec, load_codec
 
 __all__ = [
     "AttentionConfig", "CodecConfig", "CodecError", "CodecOutput", "DecoderConfig", "EncoderConfig", "LanguageCodec",
-    "QuantizerConfig", "load_audio", "save_audio",
+    "QuantizerConfig", "load_audio", "load_codec", "save_audio",
 ]
 __version__ = "0.1.0"

@@ -16,19 +16,7 @@ import torch
 from .audio import load_audio, save_audio
 from .checkpoint import atomic_path
 from .errors import CodecError
-from .model import LanguageCodec
-
-
-def load_codec(checkpoint: Optional[str] = None, official_config: Optional[str] = None) -> LanguageCodec:
-    """A release directory of this project, an official Language-Codec checkpoint file, or (None) the bundled codec."""
-    if checkpoint is None:
-        return LanguageCodec.bundled()
-    path = Path(checkpoint)
-    if path.is_dir():
-        return LanguageCodec.from_pretrained(path)
-    if path.is_file():
-        return LanguageCodec.from_official_checkpoint(path, official_config)
-    raise CodecError(f"checkpoint {path} does not exist")
+from .model import load_codec
 
 
 def _read_codes(path: Path) -> torch.Tensor:

@@ -255,6 +255,19 @@ class LanguageCodec(nn.Module):
         return load_official(cls, path, config)
 
 
+def load_codec(checkpoint: Optional[Union[str, os.PathLike]] = None,
+               official_config: Optional[Union[str, os.PathLike]] = None) -> LanguageCodec:
+    """A release directory of this project, an official Language-Codec checkpoint file, or (None) the bundled codec."""
+    if checkpoint is None:
+        return LanguageCodec.bundled()
+    path = Path(checkpoint)
+    if path.is_dir():
+        return LanguageCodec.from_pretrained(path)
+    if path.is_file():
+        return LanguageCodec.from_official_checkpoint(path, official_config)
+    raise CodecError(f"checkpoint {path} does not exist")
+
+
 class _eval:
     """Context manager: eval mode inside, the previous mode restored after."""
 

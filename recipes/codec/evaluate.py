@@ -13,8 +13,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from codec import LanguageCodec, load_audio
-from codec.__main__ import load_codec
+from codec import LanguageCodec, load_audio, load_codec
 from codec.metrics import mean_scores, reconstruction_metrics
 
 PAPER = {4: {"pesq": 3.27, "stoi": 0.949, "vuv_f1": 0.966}, 8: {"pesq": 3.88, "stoi": 0.972, "vuv_f1": 0.975}}

@@ -265,11 +265,9 @@ def codec_loader(path: os.PathLike, device: str = "cpu") -> Callable[[], torch.n
     """A release directory of this project or an official Language-Codec checkpoint, frozen, in eval mode."""
 
     def load() -> torch.nn.Module:
-        from codec import LanguageCodec
+        from codec import load_codec
 
-        p = Path(path)
-        codec = LanguageCodec.from_pretrained(p) if p.is_dir() else LanguageCodec.from_official_checkpoint(p)
-        return codec.to(device).eval().requires_grad_(False)
+        return load_codec(path).to(device).eval().requires_grad_(False)
 
     return load
 

@@ -149,18 +149,15 @@ def _g2p():
 
 VERB_CUES = {"to", "will", "would", "can", "could", "should", "must", "might", "may", "shall", "i", "we", "you",
              "they", "he", "she", "not", "never", "don't", "didn't", "won't", "please", "let's"}
-NOUN_CUES = {"the", "a", "an", "my", "your", "his", "her", "its", "our", "their", "this", "that", "these", "those",
-             "of", "some", "any", "no", "every", "each"}
 
 
 def heuristic_pos_tag(words: List[str]) -> List[tuple]:
-    """Penn-style tags good enough for g2p_en's homographs: ``VB`` after a pronoun, modal or "to", ``NN`` after a
-    determiner or preposition-like cue, ``NN`` otherwise."""
+    """Penn-style tags good enough for g2p_en's homographs: ``VB`` after a pronoun, modal or "to", else ``NN``."""
     tags = []
     previous = ""
     for word in words:
         cue = previous.lower()
-        tags.append((word, "VB" if cue in VERB_CUES else "NN" if cue in NOUN_CUES else "NN"))
+        tags.append((word, "VB" if cue in VERB_CUES else "NN"))
         previous = word
     return tags
 
