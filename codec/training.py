@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
-import shutil
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -28,6 +26,10 @@ from .data import AudioCropDataset
 from .discriminators import DiscriminatorConfig, Discriminators, SubOutput
 from .losses import LossWeights, MelLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from .model import LanguageCodec
+from .runs import (CheckpointStore, NonFiniteLossError, agree_finite, flat, merge, read_yaml, sampler_state, tuples,
+                   warmup_cosine)
+
+__all__ = ["CodecTrainer", "NonFiniteLossError", "TrainConfig", "load_train_config"]
 
 
 @dataclass(frozen=True)
@@ -58,19 +60,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-class NonFiniteLossError(RuntimeError):
-    pass
-
-
-def cosine_schedule(max_steps: int, warmup: int):
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
-        return 0.5 * (1 + math.cos(math.pi * progress))
-    return factor
 
 
 def _split(verdicts: Dict[str, List[SubOutput]], n: int):
@@ -109,7 +98,7 @@ class CodecTrainer:
         self.opt_d = torch.optim.AdamW(self.discs.parameters(), **opt)
         # Stepped here once per optimizer step (Accelerate would step prepared schedulers once per process).
         # The discriminators' scheduler only steps once they train, offset to follow the same global schedule.
-        schedule = cosine_schedule(config.max_steps, config.lr_warmup_steps)
+        schedule = warmup_cosine(config.max_steps, config.lr_warmup_steps)
         offset = config.reconstruction_only_steps
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, schedule)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda step: schedule(step + offset))
@@ -129,11 +118,12 @@ class CodecTrainer:
         self.valid_cuts = valid_cuts
         self.step = 0
         self.nonfinite = 0
+        self.store = CheckpointStore(self.acc, self.out, config.keep_checkpoints)
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
         if log_with:
-            self.acc.init_trackers("languagecodec", config=_flat(config.to_dict()), init_kwargs=tracker_kwargs or {})
+            self.acc.init_trackers("languagecodec", config=flat(config.to_dict()), init_kwargs=tracker_kwargs or {})
 
     @property
     def codec(self) -> LanguageCodec:
@@ -149,8 +139,7 @@ class CodecTrainer:
         return n_q, int(torch.randint(0, self.config.codec.decoder.num_bandwidths, (1,), generator=g))
 
     def _all_finite(self, loss: torch.Tensor) -> bool:
-        bad = torch.tensor(0.0 if bool(torch.isfinite(loss.detach())) else 1.0, device=self.acc.device)
-        return float(self.acc.reduce(bad, reduction="sum")) == 0.0
+        return agree_finite(self.acc, loss)
 
     def _update(self, loss: torch.Tensor, module: nn.Module, optimizer) -> Optional[float]:
         optimizer.zero_grad(set_to_none=True)
@@ -252,49 +241,21 @@ class CodecTrainer:
 
     # Checkpoints ------------------------------------------------------------------------------------------------
 
-    @property
-    def checkpoint_dir(self) -> Path:
-        return self.out / "checkpoints"
-
     def save_checkpoint(self) -> Path:
-        """Accelerate's state plus this trainer's (JSON) in a temporary folder, renamed when complete."""
-        name = f"step-{self.step:08d}"
-        final, tmp = self.checkpoint_dir / name, self.checkpoint_dir / f".{name}.tmp"
-        if self.acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        self.acc.wait_for_everyone()
-        self.acc.save_state(str(tmp))
         state = {"step": self.step, "nonfinite": self.nonfinite, "sampler": self.sampler.state_dict(),
                  "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict()}
-        (tmp / f"trainer_state_{self.acc.process_index}.json").write_text(json.dumps(state))
-        self.acc.wait_for_everyone()
-        if self.acc.is_main_process:
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            for old in self.checkpoints()[: -self.config.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-        self.acc.wait_for_everyone()
-        return final
+        return self.store.save(self.step, state)
 
     def checkpoints(self) -> List[Path]:
-        if not self.checkpoint_dir.is_dir():
-            return []
-        return sorted(p for p in self.checkpoint_dir.glob("step-*") if p.is_dir())
+        return self.store.list()
 
     def resume(self, checkpoint: Optional[os.PathLike] = None) -> bool:
         """Load ``checkpoint`` (default: the latest complete one); False when there is none."""
-        path = Path(checkpoint) if checkpoint else (self.checkpoints() or [None])[-1]
-        if path is None:
+        state = self.store.load(checkpoint)
+        if state is None:
             return False
-        self.acc.load_state(str(path))
-        state = json.loads((path / f"trainer_state_{self.acc.process_index}.json").read_text())
         self.step, self.nonfinite = state["step"], state["nonfinite"]
-        sampler = state["sampler"]
-        stats = sampler.get("diagnostics", {}).get("stats_per_epoch")
-        if stats:  # JSON made the epoch keys strings
-            sampler["diagnostics"]["stats_per_epoch"] = {int(k): v for k, v in stats.items()}
-        self.sampler.load_state_dict(sampler)
+        self.sampler.load_state_dict(sampler_state(state["sampler"]))
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_d.load_state_dict(state["sched_d"])
         return True
@@ -350,17 +311,6 @@ class CodecTrainer:
                      "valid/mel": wandb.Image(mel[::-1].copy())}, step=self.step)
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flat(v, key + "."))
-        else:
-            out[key] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
-    return out
-
-
 CODEC_PRESETS = {"release": CodecConfig.release, "official": CodecConfig.official, "mini": CodecConfig.mini,
                  "tiny": CodecConfig.tiny}
 DISCRIMINATOR_PRESETS = {"release": DiscriminatorConfig.release, "reduced": DiscriminatorConfig.reduced,
@@ -375,48 +325,20 @@ def load_train_config(path: os.PathLike, overrides: Optional[List[str]] = None) 
     (``TrainConfig`` fields). ``overrides`` are ``section.field=value`` strings (``train.max_steps=1000``,
     ``codec_overrides.quantizer.kind=rvq``).
     """
-    import yaml
-
-    data = _read_yaml(Path(path))
-    for item in overrides or []:
-        key, _, value = item.partition("=")
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+    data = read_yaml(path, overrides)
     unknown = set(data) - {"codec", "codec_overrides", "discriminators", "discriminator_overrides", "losses", "train"}
     if unknown:
         raise ValueError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
-    codec = _merge(CODEC_PRESETS[data.get("codec", "release")]().to_dict(), data.get("codec_overrides", {}))
-    discs = _merge(dataclasses.asdict(DISCRIMINATOR_PRESETS[data.get("discriminators", "release")]()),
-                   data.get("discriminator_overrides", {}))
+    codec = merge(CODEC_PRESETS[data.get("codec", "release")]().to_dict(), data.get("codec_overrides", {}))
+    discs = merge(dataclasses.asdict(DISCRIMINATOR_PRESETS[data.get("discriminators", "release")]()),
+                  data.get("discriminator_overrides", {}))
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"codec", "discriminators", "losses"}
     train = data.get("train", {})
     if set(train) - fields:
         raise ValueError(f"unknown train field(s): {', '.join(sorted(set(train) - fields))}")
     return TrainConfig(codec=CodecConfig.from_dict(codec), discriminators=_build_discs(discs),
-                       losses=LossWeights(**data.get("losses", {})), **{k: _tuple(v) for k, v in train.items()})
-
-
-def _read_yaml(path: Path) -> dict:
-    import yaml
-
-    data = yaml.safe_load(path.read_text()) or {}
-    base = data.pop("base", None)
-    return _merge(_read_yaml(path.parent / base), data) if base else data
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def _tuple(v):
-    return tuple(_tuple(x) for x in v) if isinstance(v, list) else v
+                       losses=LossWeights(**data.get("losses", {})), **{k: tuples(v) for k, v in train.items()})
 
 
 def _build_discs(values: dict) -> DiscriminatorConfig:
-    return DiscriminatorConfig(**{k: _tuple(v) for k, v in values.items()})
+    return DiscriminatorConfig(**{k: tuples(v) for k, v in values.items()})

@@ -1,0 +1,140 @@
+"""What every training loop of the project shares (the codec's GAN loop and the token models' loop).
+
+- ``CheckpointStore``: Accelerate's ``save_state`` plus the loop's own JSON state (step, sampler position, schedulers)
+  in a temporary folder renamed when complete; the last N are kept; ``load`` restores both.
+- ``warmup_cosine``: the learning-rate factor of both loops.
+- ``agree_finite``: every rank learns whether any rank saw a non-finite loss, so all skip the same update.
+- YAML run configs: a ``base:`` file plus overrides, and ``section.field=value`` command-line overrides.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+from typing import List, Optional
+
+import torch
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def warmup_cosine(max_steps: int, warmup: int, min_ratio: float = 0.0):
+    """Linear warm-up over ``warmup`` steps, then cosine decay to ``min_ratio`` of the peak at ``max_steps``."""
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def agree_finite(accelerator, loss: torch.Tensor) -> bool:
+    """True when ``loss`` is finite on every rank (a collective: every rank must call it)."""
+    bad = torch.tensor(0.0 if bool(torch.isfinite(loss.detach()).all()) else 1.0, device=accelerator.device)
+    return float(accelerator.reduce(bad, reduction="sum")) == 0.0
+
+
+class CheckpointStore:
+    """``<out>/checkpoints/step-XXXXXXXX/``: Accelerate's state and ``trainer_state_<rank>.json`` per rank."""
+
+    def __init__(self, accelerator, out_dir: os.PathLike, keep: int):
+        self.acc = accelerator
+        self.dir = Path(out_dir) / "checkpoints"
+        self.keep = keep
+
+    def list(self) -> List[Path]:
+        if not self.dir.is_dir():
+            return []
+        return sorted(p for p in self.dir.glob("step-*") if p.is_dir())
+
+    def save(self, step: int, state: dict) -> Path:
+        """Every rank calls it; ``state`` (JSON-serializable) is this rank's own loop state."""
+        name = f"step-{step:08d}"
+        final, tmp = self.dir / name, self.dir / f".{name}.tmp"
+        if self.acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        self.acc.wait_for_everyone()
+        self.acc.save_state(str(tmp))
+        (tmp / f"trainer_state_{self.acc.process_index}.json").write_text(json.dumps(state))
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for old in self.list()[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+        self.acc.wait_for_everyone()
+        return final
+
+    def load(self, checkpoint: Optional[os.PathLike] = None) -> Optional[dict]:
+        """Restore Accelerate's state from ``checkpoint`` (default: the latest complete one) and return this rank's
+        loop state; None when there is no checkpoint."""
+        path = Path(checkpoint) if checkpoint else (self.list() or [None])[-1]
+        if path is None:
+            return None
+        own = path / f"trainer_state_{self.acc.process_index}.json"
+        if not own.is_file():
+            raise FileNotFoundError(f"{path} has no state for rank {self.acc.process_index}: it was written by a run "
+                                    f"with fewer processes")
+        self.acc.load_state(str(path))
+        return json.loads(own.read_text())
+
+
+def sampler_state(state: dict) -> dict:
+    """A Lhotse sampler state read back from JSON (which made the epoch keys of its diagnostics strings)."""
+    stats = state.get("diagnostics", {}).get("stats_per_epoch")
+    if stats:
+        state["diagnostics"]["stats_per_epoch"] = {int(k): v for k, v in stats.items()}
+    return state
+
+
+def flat(d: dict, prefix: str = "") -> dict:
+    """A nested config as ``a.b.c: scalar`` (what experiment trackers take)."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat(v, key + "."))
+        else:
+            out[key] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
+    return out
+
+
+# Run configs ------------------------------------------------------------------------------------------------------
+
+def read_yaml(path: os.PathLike, overrides: Optional[List[str]] = None) -> dict:
+    """A YAML file on top of its ``base:`` file (relative to it), then ``a.b.c=value`` overrides (YAML values)."""
+    import yaml
+
+    path = Path(path)
+    data = yaml.safe_load(path.read_text()) or {}
+    base = data.pop("base", None)
+    if base:
+        data = merge(read_yaml(path.parent / base), data)
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"an override is SECTION.FIELD=VALUE, got {item!r}")
+        node = data
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return data
+
+
+def merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for k, v in extra.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def tuples(v):
+    """YAML lists as tuples (the frozen config dataclasses hold tuples)."""
+    return tuple(tuples(x) for x in v) if isinstance(v, list) else v
