@@ -5,50 +5,18 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from lhotse import CutSet
 
-from codec import CodecConfig, LanguageCodec
+from codec import LanguageCodec
 from tts.data.dataset import CODE_PAD, TokenDataset, cut_codes, make_sampler
 from tts.data.pipeline import Pipeline, PipelineConfig, codec_loader, run
 from tts.text import SymbolTable
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "recipes" / "mini"))
-import prepare as mini  # noqa: E402  (the recipe script under test)
-
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
-
-
-def shared_or_none(*parts: str):
-    from tests.conftest import SHARED
-
-    path = SHARED.joinpath(*parts)
-    return path if path.exists() else None
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """A smoke corpus (real clips from ../shared/corpus when present, espeak voices always) and a tiny codec."""
-    root = tmp_path_factory.mktemp("mini")
-    sentences = shared_or_none("text", "all_sentences.tsv")
-    if sentences is None:
-        sentences = root / "sentences.txt"
-        sentences.write_text("\n".join(f"This is test sentence number {i} for the corpus." for i in range(20)))
-    mini.build(shared_or_none("corpus", "vctk"), sentences, root / "corpus", "smoke")
-    torch.manual_seed(0)
-    codec = LanguageCodec(CodecConfig.tiny()).train()
-    codec(torch.randn(2, 24000) * 0.1, num_quantizers=8)
-    codec.eval().save_pretrained(root / "codec")
-    config = PipelineConfig(corpus_dir=root / "corpus", work_dir=root / "work", parts=("train", "test"),
-                            chunk_size=4)
-    summary = run(config, root / "codec")
-    return root, config, summary
 
 
 def test_corpus_prepared_and_tokenized(built):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tts.models.sampling import SamplingConfig, decode_autoregressive, filter_logits, sample_token
-from tts.models.valle import ValleAR, ValleConfig, ValleNAR
+from tts.models.valle import Valle, ValleAR, ValleConfig, ValleNAR
 
 
 def toy_batch(b=3, k=8, cs=64, symbols=20, seed=0):
@@ -117,10 +118,42 @@ def test_nar_generate_shapes_and_prompt_use():
     torch.manual_seed(0)
     model = ValleNAR(ValleConfig.tiny(num_symbols=20)).eval()
     phonemes = torch.randint(3, 20, (1, 8))
-    prompt = torch.randint(0, 64, (1, 8, 6))
-    first = torch.randint(0, 64, (1, 11))
-    codes = model.generate(phonemes, prompt, first)
-    assert codes.shape == (1, 8, 11) and torch.equal(codes[:, 0], first)
+    lens = torch.tensor([8])
+    prompt = torch.randint(0, 64, (8, 6))
+    first = torch.randint(0, 64, (11,))
+    (codes,) = model.generate(phonemes, lens, prompt, [first])
+    assert codes.shape == (8, 11) and torch.equal(codes[0], first)
     assert int(codes.min()) >= 0 and int(codes.max()) < 64
-    other = model.generate(phonemes, torch.randint(0, 64, (1, 8, 6)), first)
-    assert not torch.equal(other[:, 1:], codes[:, 1:])  # the acoustic prompt conditions the output
+    (other,) = model.generate(phonemes, lens, torch.randint(0, 64, (8, 6)), [first])
+    assert not torch.equal(other[1:], codes[1:])  # the acoustic prompt conditions the output
+
+
+def test_batched_synthesis_equals_one_by_one_and_is_seeded():
+    """Padding of shorter texts leaks into nothing: greedy codes of a batch equal those of each text alone; a seeded
+    sampling run repeats; 4-codebook models work."""
+    torch.manual_seed(0)
+    for k in (8, 4):
+        model = Valle(ValleConfig.tiny(num_symbols=20, num_codebooks=k)).eval()
+        with torch.no_grad():
+            model.ar.head.bias[model.ar.eos] = -4.0  # let sequences run a while
+        texts = [torch.randint(3, 20, (n,)) for n in (9, 5, 7)]
+        prompt = torch.randint(0, 64, (k, 6))
+        limits = [(3, 25), (2, 12), (5, 30)]
+        greedy = SamplingConfig(greedy=True)
+        batch = model.synthesize(texts, prompt, limits, greedy)
+        alone = [model.synthesize([t], prompt, [lim], greedy)[0] for t, lim in zip(texts, limits)]
+        for a, b, (low, high) in zip(batch, alone, limits):
+            assert a.shape[0] == k and low <= a.shape[1] <= high
+            assert torch.equal(a, b)
+        runs = [model.synthesize(texts, prompt, limits, SamplingConfig(), torch.Generator().manual_seed(3))
+                for _ in range(2)]
+        assert all(torch.equal(a, b) for a, b in zip(*runs))
+
+
+def test_stage_subsets():
+    config = ValleConfig.tiny(num_symbols=20)
+    assert Valle(config, ["ar"]).nar is None and Valle(config, ["nar"]).ar is None
+    with pytest.raises(ValueError, match="stages"):
+        Valle(config, ["ar", "duration"])
+    with pytest.raises(ValueError, match="needs both stages"):
+        Valle(config, ["ar"]).synthesize([torch.tensor([3, 4])], torch.zeros(8, 3, dtype=torch.long), [(1, 2)])

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional
 
 import torch
 from lhotse import CutSet
-from lhotse.dataset import DynamicBucketingSampler
+from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
 import numpy as np
 
 from tts.text import SymbolTable
@@ -127,12 +127,17 @@ class TokenDataset(torch.utils.data.Dataset):
 
 
 def make_sampler(cuts: CutSet, max_duration: float, shuffle: bool = True, seed: int = 0, world_size: int = 1,
-                 rank: int = 0, num_buckets: int = 10, drop_last: bool = False) -> DynamicBucketingSampler:
+                 rank: int = 0, num_buckets: int = 10, drop_last: bool = False):
     """Duration-bucketed dynamic batches of at most ``max_duration`` seconds; each rank gets its own share.
 
-    Its ``state_dict()`` goes into training checkpoints so a resumed run continues mid-epoch.
+    Fewer than 8 cuts (or ``num_buckets`` < 2) get plain dynamic batches: there is nothing to bucket, and Lhotse's
+    bucketing needs two buckets at least. Its ``state_dict()`` goes into training checkpoints so a resumed run
+    continues mid-epoch.
     """
+    if hasattr(cuts, "__len__"):
+        num_buckets = min(num_buckets, math.ceil(len(cuts) / 4))
+    if num_buckets < 2:
+        return DynamicCutSampler(cuts, max_duration=max_duration, shuffle=shuffle, seed=seed, world_size=world_size,
+                                 rank=rank, drop_last=drop_last)
     return DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=shuffle, seed=seed,
-                                   num_buckets=max(1, min(num_buckets, math.ceil(len(cuts) / 4)))
-                                   if hasattr(cuts, "__len__") else num_buckets,
-                                   world_size=world_size, rank=rank, drop_last=drop_last)
+                                   num_buckets=num_buckets, world_size=world_size, rank=rank, drop_last=drop_last)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 
@@ -54,20 +54,26 @@ def sample_token(logits: torch.Tensor, config: SamplingConfig, history: List[int
     return token
 
 
+def next_token(logits: torch.Tensor, eos: int, history: List[int], min_tokens: int, config: SamplingConfig,
+               generator: Optional[torch.Generator] = None) -> int:
+    """The next token of one sequence; the end token is masked out while ``history`` is shorter than ``min_tokens``."""
+    if len(history) < min_tokens:
+        logits = logits.clone()
+        logits[eos] = float("-inf")
+    return sample_token(logits, config, history, generator)
+
+
 def decode_autoregressive(stream, eos: int, max_tokens: int, min_tokens: int, config: SamplingConfig,
                           generator: Optional[torch.Generator] = None) -> List[int]:
     """Drive a logits stream (``ValleAR.logits_stream``) until ``eos`` or ``max_tokens``.
 
     Guards: the end token is masked out before ``min_tokens`` (no immediate end), and generation stops at
-    ``max_tokens`` (no endless output); both come from the phoneme count in the synthesis pipeline.
+    ``max_tokens`` (no endless output); both come from the phoneme count (``length_limits``).
     """
     tokens: List[int] = []
     logits = next(stream)
     while len(tokens) < max_tokens:
-        if len(tokens) < min_tokens:
-            logits = logits.clone()
-            logits[eos] = float("-inf")
-        token = sample_token(logits, config, tokens, generator)
+        token = next_token(logits, eos, tokens, min_tokens, config, generator)
         if token == eos:
             break
         tokens.append(token)
@@ -76,3 +82,15 @@ def decode_autoregressive(stream, eos: int, max_tokens: int, min_tokens: int, co
         logits = stream.send(torch.tensor(token, device=logits.device))
     stream.close()
     return tokens
+
+
+def length_limits(num_phonemes: int, frame_rate: float, min_per_phoneme: float = 2.0,
+                  max_per_phoneme: float = 20.0, max_seconds: float = 40.0) -> Tuple[int, int]:
+    """(min, max) frames to generate for ``num_phonemes`` target phonemes (word boundaries included).
+
+    Read speech runs at roughly 10-15 phoneme tokens per second, 5-8 frames each at 75 Hz; the bounds leave room for
+    very fast and very slow voices while stopping a model that never emits its end token.
+    """
+    low = max(1, int(num_phonemes * min_per_phoneme))
+    high = max(low + 1, min(int(num_phonemes * max_per_phoneme), int(max_seconds * frame_rate)))
+    return low, high

@@ -10,16 +10,20 @@ Text and audio have separate sinusoidal positions.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from tts.models.sampling import SamplingConfig, next_token
 from tts.modules.transformer import Transformer, TransformerConfig, sinusoidal
 
 IGNORE = -100
+CODE_PAD = -1
+STAGES = ("ar", "nar")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,19 @@ class ValleConfig:
     @classmethod
     def tiny(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 64) -> "ValleConfig":
         return cls(num_symbols, num_codebooks, codebook_size, TransformerConfig(64, 4, 2, 128, 0.0))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ValleConfig":
+        data = dict(data)
+        transformer = data.pop("transformer", {})
+        known = {f.name for f in dataclasses.fields(cls)} | {f.name for f in dataclasses.fields(TransformerConfig)}
+        unknown = (set(data) | set(transformer)) - known
+        if unknown:
+            raise ValueError(f"unknown VALL-E config field(s): {', '.join(sorted(unknown))}")
+        return cls(**data, transformer=TransformerConfig(**transformer))
 
 
 @dataclass
@@ -146,6 +163,51 @@ class ValleAR(_Base):
                 torch.tensor([pos], device=prompt.device), d)
             h = self.transformer(step, cache=cache)  # the new position sees every cached one
 
+    @torch.no_grad()
+    def generate(self, phonemes: torch.Tensor, phoneme_lens: torch.Tensor, prompt: torch.Tensor,
+                 limits: Sequence[Tuple[int, int]], sampling: SamplingConfig,
+                 generator: Optional[torch.Generator] = None) -> List[torch.Tensor]:
+        """Codebook-1 codes for a batch of texts spoken with one acoustic prompt, with the key/value cache.
+
+        Args:
+            phonemes: ``[B, P]`` prompt transcript + target text per item (padded); phoneme_lens ``[B]``.
+            prompt: ``[Tp]`` first-codebook codes of the acoustic prompt (shared by the batch, so the audio positions
+                line up and only padded phonemes need masking).
+            limits: (min, max) frames per item (``length_limits``).
+        Returns:
+            ``[T_i]`` generated codes per item (without the prompt and the end token).
+        """
+        b, tt = phonemes.shape
+        dev = phonemes.device
+        tokens = torch.cat([torch.full((b, 1), self.bos, device=dev), prompt.to(dev).expand(b, -1)], dim=1)
+        x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(tokens),
+                             torch.full((b,), tokens.shape[1], device=dev), causal_audio=True)
+        cache = self.transformer.new_cache()
+        logits = self.head(self.transformer(x, mask=mask, cache=cache)[:, -1]).float()
+        keys = torch.cat([_lengths_mask(phoneme_lens, tt), torch.ones(b, tokens.shape[1], dtype=torch.bool,
+                                                                        device=dev)], dim=1)
+        out: List[List[int]] = [[] for _ in range(b)]
+        done = [False] * b
+        pos, d = tokens.shape[1], self.config.transformer.dim
+        while True:
+            step = []
+            for i in range(b):
+                token = self.eos
+                if not done[i]:
+                    token = next_token(logits[i], self.eos, out[i], limits[i][0], sampling, generator)
+                    if token != self.eos:
+                        out[i].append(token)
+                    done[i] = token == self.eos or len(out[i]) >= limits[i][1]
+                step.append(token)
+            if all(done):
+                break
+            x = self.audio_embedding(torch.tensor(step, device=dev)[:, None]) * self.scale + sinusoidal(
+                torch.tensor([pos], device=dev), d)
+            keys = torch.cat([keys, torch.ones(b, 1, dtype=torch.bool, device=dev)], dim=1)
+            logits = self.head(self.transformer(x, mask=keys[:, None, None, :], cache=cache)[:, -1]).float()
+            pos += 1
+        return [torch.tensor(o, dtype=torch.long, device=dev) for o in out]
+
 
 class ValleNAR(_Base):
     """Non-autoregressive stage: codebooks 2..K, one head per codebook, stage j as the AdaLN condition."""
@@ -182,18 +244,75 @@ class ValleNAR(_Base):
         return _metrics(self.heads[stage - 1](h), targets)
 
     @torch.no_grad()
-    def generate(self, phonemes: torch.Tensor, prompt: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
-        """Greedy codebooks 2..K. phonemes ``[1, P]``; prompt ``[1, K, Tp]``; first ``[1, Tg]`` generated codebook 1.
-        Returns ``[1, K, Tg]``."""
-        k = self.config.num_codebooks
-        tp, tg = prompt.shape[-1], first.shape[-1]
-        codes = torch.zeros(1, k, tp + tg, dtype=torch.long, device=first.device)
-        codes[:, :, :tp] = prompt
-        codes[:, 0, tp:] = first
-        one = torch.ones(1, dtype=torch.long, device=first.device)
+    def generate(self, phonemes: torch.Tensor, phoneme_lens: torch.Tensor, prompt: torch.Tensor,
+                 first: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        """Greedy codebooks 2..K for a batch.
+
+        Args:
+            phonemes: ``[B, P]`` prompt transcript + target text (padded); phoneme_lens ``[B]``.
+            prompt: ``[K, Tp]`` acoustic prompt codes shared by the batch.
+            first: generated codebook-1 codes ``[T_i]`` per item.
+        Returns:
+            ``[K, T_i]`` per item.
+        """
+        k, tp = self.config.num_codebooks, prompt.shape[-1]
+        b, dev = len(first), phonemes.device
+        gen_lens = torch.tensor([f.numel() for f in first], device=dev)
+        codes = torch.full((b, k, tp + int(gen_lens.max())), CODE_PAD, dtype=torch.long, device=dev)
+        codes[:, :, :tp] = prompt.to(dev)
+        for i, f in enumerate(first):
+            codes[i, 0, tp:tp + f.numel()] = f
+        prompt_lens = torch.full((b,), tp, device=dev)
         for stage in range(1, k):
-            x, mask = self._join(phonemes, one * phonemes.shape[1], self._audio(codes, stage, one * tp),
-                                 one * (tp + tg), False)
-            h = self.transformer(x, mask=mask, condition=one * 0 + stage - 1)[:, phonemes.shape[1]:]
-            codes[:, stage, tp:] = self.heads[stage - 1](h[:, tp:]).argmax(-1)
-        return codes[:, :, tp:]
+            x, mask = self._join(phonemes, phoneme_lens, self._audio(codes, stage, prompt_lens), tp + gen_lens, False)
+            h = self.transformer(x, mask=mask, condition=torch.full((b,), stage - 1, device=dev))
+            predicted = self.heads[stage - 1](h[:, phonemes.shape[1] + tp:]).argmax(-1)
+            codes[:, stage, tp:] = torch.where(_lengths_mask(gen_lens, predicted.shape[1]), predicted, CODE_PAD)
+        return [codes[i, :, tp:tp + int(gen_lens[i])] for i in range(b)]
+
+
+class Valle(nn.Module):
+    """The stages being trained or used together: ``ar`` and/or ``nar``; their losses on a batch, and synthesis.
+
+    Training a stage alone (``stages=("ar",)``) leaves the other out of the module, so no parameter goes unused.
+    """
+
+    def __init__(self, config: ValleConfig, stages: Sequence[str] = STAGES):
+        super().__init__()
+        unknown = set(stages) - set(STAGES)
+        if unknown or not stages:
+            raise ValueError(f"stages are a non-empty subset of {STAGES}, got {tuple(stages)}")
+        self.config = config
+        self.stages = tuple(s for s in STAGES if s in stages)
+        self.ar = ValleAR(config) if "ar" in stages else None
+        self.nar = ValleNAR(config) if "nar" in stages else None
+
+    def forward(self, batch, nar_stage: Optional[int] = None) -> Dict[str, StageOutput]:
+        """Per stage, the loss and metrics on a ``TokenBatch`` whose prompts are prefixes of the targets (the NAR
+        loss leaves the prompt frames out). nar_stage: the codebook the NAR predicts (drawn when None)."""
+        out = {}
+        if self.ar is not None:
+            out["ar"] = self.ar(batch.phonemes, batch.phoneme_lens, batch.codes, batch.code_lens)
+        if self.nar is not None:
+            prompt_lens = torch.where(batch.prompt_is_prefix, batch.prompt_lens, torch.zeros_like(batch.prompt_lens))
+            out["nar"] = self.nar(batch.phonemes, batch.phoneme_lens, batch.codes, batch.code_lens, prompt_lens,
+                                  stage=nar_stage)
+        return out
+
+    @torch.no_grad()
+    def synthesize(self, phonemes: Sequence[torch.Tensor], prompt: torch.Tensor, limits: Sequence[Tuple[int, int]],
+                   sampling: Optional[SamplingConfig] = None, generator: Optional[torch.Generator] = None,
+                   ) -> List[torch.Tensor]:
+        """Codes ``[K, T_i]`` for several texts in one voice.
+
+        Args:
+            phonemes: per text, the ids of the prompt transcript followed by the target text.
+            prompt: ``[K, Tp]`` codes of the acoustic prompt.
+            limits: (min, max) generated frames per text (``length_limits`` of the target's phoneme count).
+        """
+        if self.ar is None or self.nar is None:
+            raise ValueError("synthesis needs both stages; this model holds " + ", ".join(self.stages))
+        lens = torch.tensor([p.numel() for p in phonemes], device=prompt.device)
+        padded = torch.nn.utils.rnn.pad_sequence([p.to(prompt.device) for p in phonemes], batch_first=True)
+        first = self.ar.generate(padded, lens, prompt[0], limits, sampling or SamplingConfig(), generator)
+        return self.nar.generate(padded, lens, prompt, first)

@@ -1,0 +1,225 @@
+"""The token-model training loop on smoke mini-corpus data: VALL-E overfits, exact resume with accumulation, the
+non-finite guard, release export and loading, two CPU processes, config files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from lhotse import CutSet
+
+from tts.models.sampling import SamplingConfig, length_limits
+from tts.release import ReleaseError, load_token_model
+from tts.text import SymbolTable
+from tts.training import NonFiniteLossError, TokenTrainer, load_token_train_config
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "recipes" / "valle" / "configs"
+
+
+def data(built):
+    root, config, _ = built
+    cuts = CutSet.from_file(config.work_dir / "cuts_train.jsonl.gz").to_eager()
+    return cuts, SymbolTable.load(config.work_dir / "symbols.json"), root / "codec"
+
+
+def tiny(symbols, *overrides):
+    return load_token_train_config(CONFIGS / "tiny.yaml", len(symbols), 8, 64, list(overrides))
+
+
+def weights(trainer):
+    return {k: v.detach().clone() for k, v in trainer.unwrapped.state_dict().items()}
+
+
+def test_config_files():
+    paper = load_token_train_config(CONFIGS / "paper.yaml", 80, 8, 1024)
+    t = paper.model.transformer
+    assert (t.layers, t.heads, t.dim, t.ffn_dim, t.dropout) == (12, 16, 1024, 4096, 0.1)
+    assert paper.mixed_precision == "bf16" and paper.stages == ("ar", "nar")
+    mini = load_token_train_config(CONFIGS / "mini.yaml", 80, 4, 1024, ["train.stages=[ar]",
+                                                                       "model_overrides.transformer.layers=3"])
+    assert mini.model.num_codebooks == 4 and mini.stages == ("ar",) and mini.model.transformer.layers == 3
+    with pytest.raises(ValueError, match="unknown train field"):
+        load_token_train_config(CONFIGS / "mini.yaml", 80, 8, 1024, ["train.lr=1"])
+
+
+def test_overfits_a_few_utterances_and_exports(built, tmp_path):
+    """Two mini-corpus utterances: AR (teacher-forced next code) accuracy reaches ~100%, NAR accuracy ~100% on the
+    residual codebooks; the release loads; synthesis from it has the requested shapes."""
+    torch.set_num_threads(1)  # d=128 matrices: a second thread only adds synchronization
+    cuts, symbols, codec = data(built)
+    few = CutSet.from_cuts(list(cuts.sort_by_duration(ascending=True))[:2])
+    config = tiny(symbols, "train.max_steps=800", "train.warmup_steps=20", "train.learning_rate=0.005",
+                  "train.min_lr_ratio=0.1", "train.checkpoint_every=100000",
+                  "model_overrides.transformer.dim=128", "model_overrides.transformer.ffn_dim=512")
+    trainer = TokenTrainer(config, few, symbols, tmp_path / "run", codec=str(codec))
+    first = trainer.validate(few)
+    trainer.train()
+    results = trainer.validate(few)
+    assert first["valid/ar_accuracy"] < 0.3 and first["valid/nar_accuracy"] < 0.3
+    assert results["valid/ar_accuracy"] > 0.97, results
+    assert results["valid/nar_accuracy"] > 0.85, results
+    # Per NAR stage. MCRVQ's codebooks 2 and 3 quantize channel thirds that codebook 1 does not see, so they are the
+    # slowest to memorize from the codes below them (one stage is drawn per step); codebooks 5-8 are residuals.
+    model, batch = trainer.unwrapped.eval(), trainer.dataset[few]
+    with torch.no_grad():
+        per_stage = [float(model(batch, nar_stage=j)["nar"].accuracy) for j in range(1, 8)]
+    assert min(per_stage[3:]) > 0.95 and per_stage[0] > 0.4, per_stage
+    release = trainer.export(dtype=torch.float32)
+    assert sorted(p.name for p in release.iterdir()) == ["config.json", "model.safetensors", "symbols.json"]
+    loaded = load_token_model(release)
+    assert loaded.model_type == "valle" and loaded.codec == str(codec.resolve())
+    assert loaded.codec_sha256 == hashlib.sha256((codec / "model.safetensors").read_bytes()).hexdigest()
+    assert torch.equal(loaded.model.ar.head.weight, trainer.unwrapped.ar.head.weight)
+    # synthesis: a prompt of 40 frames of the first utterance, two texts
+    prompt = batch.codes[0, :, :40]
+    texts = [batch.phonemes[i, : batch.phoneme_lens[i]] for i in range(2)]
+    limits = [length_limits(int(t.numel()), 75) for t in texts]
+    out = loaded.model.synthesize(texts, prompt, limits, SamplingConfig(), torch.Generator().manual_seed(0))
+    assert len(out) == 2
+    for codes, (low, high) in zip(out, limits):
+        assert codes.shape[0] == 8 and low <= codes.shape[1] <= high
+        assert codes.min() >= 0 and codes.max() < 64
+
+
+def test_exact_resume_with_accumulation(built, tmp_path):
+    cuts, symbols, codec = data(built)
+    config = tiny(symbols, "train.max_duration=8", "train.grad_accumulation=2", "train.max_steps=6",
+                  "train.checkpoint_every=3", "train.warmup_steps=2")
+    unbroken = TokenTrainer(config, cuts, symbols, tmp_path / "a", codec=str(codec))
+    unbroken.train()
+    first = TokenTrainer(config, cuts, symbols, tmp_path / "b", codec=str(codec))
+    first.train(stop_after=3)
+    assert [p.name for p in first.store.list()] == ["step-00000003"]
+    resumed = TokenTrainer(config, cuts, symbols, tmp_path / "b", codec=str(codec))
+    assert resumed.resume() and resumed.step == 3
+    resumed.train()
+    a, b = weights(unbroken), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.scheduler.get_last_lr() == unbroken.scheduler.get_last_lr()
+
+
+def test_nonfinite_losses_are_skipped_then_stop(built, tmp_path, monkeypatch):
+    cuts, symbols, codec = data(built)
+    trainer = TokenTrainer(tiny(symbols, "train.max_nonfinite=2"), cuts, symbols, tmp_path, codec=str(codec))
+    batches = trainer.batches()
+    trainer.train_step([next(batches)])
+    before = weights(trainer)
+    forward = trainer.model.forward
+
+    def poisoned(*args, **kwargs):
+        out = forward(*args, **kwargs)
+        out["ar"].loss = out["ar"].loss * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer.model, "forward", poisoned)
+    logs = trainer.train_step([next(batches)])
+    assert logs["skipped"] == 1.0
+    after = weights(trainer)
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    trainer.train_step([next(batches)])
+    with pytest.raises(NonFiniteLossError, match="non-finite losses in 3 steps in a row"):
+        trainer.train_step([next(batches)])
+
+
+def test_release_errors(tmp_path):
+    with pytest.raises(ReleaseError, match="not a directory"):
+        load_token_model(tmp_path / "missing")
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ReleaseError, match="model.safetensors is missing"):
+        load_token_model(tmp_path)
+
+
+def test_two_cpu_processes(built, tmp_path):
+    """Two ranks really run, their replicas stay identical (DDP with the NAR's unused heads), each reads its own
+    cuts, and only rank 0 writes the release."""
+    cuts, symbols, codec = data(built)
+    manifest = tmp_path / "cuts.jsonl.gz"
+    cuts.to_file(manifest)
+    symbols.save(tmp_path / "symbols.json")
+    out = tmp_path / "run"
+    script = tmp_path / "probe.py"
+    script.write_text(f"""
+import hashlib, json, sys, torch
+sys.path.insert(0, {str(ROOT)!r})
+from lhotse import CutSet
+from tts.text import SymbolTable
+from tts.training import TokenTrainer, load_token_train_config
+torch.set_num_threads(1)
+symbols = SymbolTable.load({str(tmp_path / 'symbols.json')!r})
+config = load_token_train_config({str(CONFIGS / 'tiny.yaml')!r}, len(symbols), 8, 64,
+                                 ["train.max_steps=3", "train.checkpoint_every=3", "train.max_duration=10"])
+trainer = TokenTrainer(config, CutSet.from_file({str(manifest)!r}), symbols, {str(out)!r}, codec={str(codec)!r})
+trainer.train()
+trainer.export()
+model = trainer.unwrapped
+digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()
+batch_ids = [c.id for c in next(iter(trainer.sampler))]
+with open({str(out)!r} + f"/rank{{trainer.acc.process_index}}.json", "w") as f:
+    json.dump({{"world": trainer.acc.num_processes, "digest": digest, "batch": batch_ids}}, f)
+""")
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    assert ranks[0]["digest"] == ranks[1]["digest"]
+    assert not set(ranks[0]["batch"]) & set(ranks[1]["batch"])
+    checkpoint = out / "checkpoints" / "step-00000003"
+    assert (checkpoint / "trainer_state_0.json").exists() and (checkpoint / "trainer_state_1.json").exists()
+    assert sorted(p.name for p in (out / "release").iterdir()) == ["config.json", "model.safetensors", "symbols.json"]
+
+
+def test_readme_commands(built, tmp_path):
+    """README's VALL-E training and export commands (tiny config, 3 steps) on the smoke corpus."""
+    import re
+
+    _, config, _ = built
+    cuts, symbols, codec = data(built)
+    readme = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", readme, flags=re.S) if "recipes/valle/train.py" in b)
+    train, export = block.strip().splitlines()
+    train = (train.replace("recipes/valle/configs/mini.yaml", str(CONFIGS / "tiny.yaml"))
+             .replace("data/mini", str(config.work_dir)).replace("path/to/release", str(codec)))
+    args = train.split()
+    assert args[:2] == ["accelerate", "launch"]
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
+           str(ROOT / args[2]), *args[3:], "--set", "train.max_steps=3", "--wandb", "disabled"]
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    args = export.split()
+    proc = subprocess.run([sys.executable, str(ROOT / args[1]), *args[2:]], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    release = load_token_model(tmp_path / "runs" / "valle_mini" / "release_fp16")
+    assert release.codec == str(tmp_path / "runs" / "valle_mini" / "release_fp16" / "codec")
+    assert release.model.stages == ("ar", "nar") and len(release.symbols) == len(symbols)
+    assert next(release.model.parameters()).dtype == torch.float32  # fp16 on disk, float32 when loaded
+
+
+def test_single_stage_runs_merge_into_one_release(built, tmp_path):
+    sys.path.insert(0, str(ROOT / "recipes" / "valle"))
+    from export import export
+
+    cuts, symbols, codec = data(built)
+    trainers = {}
+    for stage in ("ar", "nar"):
+        trainer = TokenTrainer(tiny(symbols, f"train.stages=[{stage}]", "train.max_steps=2"), cuts, symbols,
+                               tmp_path / stage, codec=str(codec))
+        trainer.train()
+        assert trainer.unwrapped.stages == (stage,)
+        trainers[stage] = trainer
+    export([tmp_path / "ar", tmp_path / "nar"], tmp_path / "release")
+    merged = load_token_model(tmp_path / "release").model
+    assert merged.stages == ("ar", "nar")
+    for trainer in trainers.values():
+        own = trainer.unwrapped.state_dict()
+        assert all(torch.equal(v, merged.state_dict()[k]) for k, v in own.items())

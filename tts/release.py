@@ -1,0 +1,133 @@
+"""Release directories of the token models: ``config.json`` + ``model.safetensors`` + ``symbols.json`` (+ ``codec/``).
+
+``config.json`` names the model type, its stages and config, the phonemizer of the symbol table and the codec the
+model was trained with: a copy inside the release (``"codec": {"path": "codec"}``), or a reference (a path, or
+``"bundled"``) with the SHA-256 of its weights so a mismatched codec is caught when the model is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from codec.checkpoint import atomic_path, load_safetensors, load_strict
+from codec.errors import CodecError
+from tts.text import SymbolTable
+
+FORMAT_VERSION = 1
+CONFIG_NAME, WEIGHTS_NAME, SYMBOLS_NAME = "config.json", "model.safetensors", "symbols.json"
+PathLike = Union[str, os.PathLike]
+
+
+class ReleaseError(ValueError):
+    """A directory that is not a usable token-model release; the message says what is wrong."""
+
+
+@dataclass
+class Release:
+    model: nn.Module
+    model_type: str
+    symbols: SymbolTable
+    codec: str  # "bundled", or the path of a codec release or official checkpoint
+    codec_sha256: Optional[str]
+    directory: Path
+
+
+def weights_sha256(codec_path: PathLike) -> Optional[str]:
+    """SHA-256 of a codec's weights file (a release directory's model.safetensors, or a checkpoint file)."""
+    path = Path(codec_path)
+    path = path / WEIGHTS_NAME if path.is_dir() else path
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_token_model(model: nn.Module, model_type: str, directory: PathLike, symbols: SymbolTable, codec: str,
+                     copy_codec: bool = False, dtype: Optional[torch.dtype] = None) -> Path:
+    """Write a release. ``model`` has ``config`` (with ``to_dict``) and ``stages``; ``codec`` is what the training
+    data was tokenized with (a codec release directory, an official checkpoint or ``"bundled"``)."""
+    from codec.model import BUNDLED_DIR
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    source = BUNDLED_DIR if codec == "bundled" else Path(codec)
+    reference = {"path": "bundled" if codec == "bundled" else str(Path(codec).resolve()),
+                 "sha256": weights_sha256(source)}
+    if copy_codec:
+        if not source.is_dir():
+            raise ReleaseError(f"only a codec release directory can be copied into a release, not {source}")
+        target = directory / "codec"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(source, target)
+        reference["path"] = "codec"
+    state = {}
+    for name, tensor in model.state_dict().items():
+        tensor = tensor.detach().cpu().contiguous()
+        state[name] = (tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor).clone()
+    with atomic_path(directory / WEIGHTS_NAME) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    symbols.save(directory / SYMBOLS_NAME)
+    config = {"format_version": FORMAT_VERSION, "model_type": model_type, "stages": list(model.stages),
+              "config": model.config.to_dict(), "phonemizer": symbols.frontend, "codec": reference}
+    with atomic_path(directory / CONFIG_NAME) as tmp:
+        tmp.write_text(json.dumps(config, indent=1) + "\n")
+    return directory
+
+
+def read_release_config(directory: PathLike) -> dict:
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ReleaseError(f"{directory} is not a directory (a model release holds {CONFIG_NAME}, {WEIGHTS_NAME} "
+                           f"and {SYMBOLS_NAME})")
+    for name in (CONFIG_NAME, WEIGHTS_NAME, SYMBOLS_NAME):
+        if not (directory / name).is_file():
+            raise ReleaseError(f"{directory} is not a model release: {name} is missing")
+    try:
+        data = json.loads((directory / CONFIG_NAME).read_text())
+    except (OSError, ValueError) as err:
+        raise ReleaseError(f"cannot read {directory / CONFIG_NAME}: {err}") from None
+    if not isinstance(data, dict) or "model_type" not in data or "config" not in data:
+        raise ReleaseError(f"{directory / CONFIG_NAME} does not describe a token model")
+    if data.get("format_version", 0) > FORMAT_VERSION:
+        raise ReleaseError(f"{directory} has format version {data['format_version']}; this version reads "
+                           f"{FORMAT_VERSION}")
+    return data
+
+
+def load_token_model(directory: PathLike, map_location: Union[str, torch.device] = "cpu") -> Release:
+    """Load a release written by ``save_token_model`` (strictly: every weight must fit); eval mode."""
+    from tts.models.valle import Valle, ValleConfig
+
+    directory = Path(directory)
+    data = read_release_config(directory)
+    builders = {"valle": lambda: Valle(ValleConfig.from_dict(data["config"]), data.get("stages", ("ar", "nar")))}
+    if data["model_type"] not in builders:
+        raise ReleaseError(f"{directory}: unknown model type {data['model_type']!r} (known: {', '.join(builders)})")
+    try:
+        model = builders[data["model_type"]]()
+        load_strict(model, load_safetensors(directory / WEIGHTS_NAME), source=str(directory / WEIGHTS_NAME))
+        symbols = SymbolTable.load(directory / SYMBOLS_NAME)
+    except (CodecError, ValueError, TypeError, KeyError) as err:
+        raise ReleaseError(str(err)) from None
+    if model.config.num_symbols != len(symbols):
+        raise ReleaseError(f"{directory}: the model has {model.config.num_symbols} symbols, {SYMBOLS_NAME} "
+                           f"{len(symbols)}")
+    reference = data.get("codec", {})
+    path = reference.get("path", "bundled")
+    if path != "bundled" and not Path(path).is_absolute():
+        path = str(directory / path)
+    return Release(model.to(map_location).eval(), data["model_type"], symbols, path, reference.get("sha256"),
+                   directory)
