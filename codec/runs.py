@@ -93,6 +93,13 @@ def sampler_state(state: dict) -> dict:
     return state
 
 
+def endless(loader, sampler):
+    """Batches of ``loader`` epoch after epoch; the Lhotse ``sampler``'s epoch advances (reshuffling) at each end."""
+    while True:
+        yield from loader
+        sampler.set_epoch(sampler.epoch + 1)
+
+
 def flat(d: dict, prefix: str = "") -> dict:
     """A nested config as ``a.b.c: scalar`` (what experiment trackers take)."""
     out = {}

@@ -26,8 +26,8 @@ from .data import AudioCropDataset
 from .discriminators import DiscriminatorConfig, Discriminators, SubOutput
 from .losses import LossWeights, MelLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from .model import LanguageCodec
-from .runs import (CheckpointStore, NonFiniteLossError, agree_finite, flat, merge, read_yaml, sampler_state, tuples,
-                   warmup_cosine)
+from .runs import (CheckpointStore, NonFiniteLossError, agree_finite, endless, flat, merge, read_yaml, sampler_state,
+                   tuples, warmup_cosine)
 
 __all__ = ["CodecTrainer", "NonFiniteLossError", "TrainConfig", "load_train_config"]
 
@@ -202,10 +202,7 @@ class CodecTrainer:
     # The loop ---------------------------------------------------------------------------------------------------
 
     def batches(self) -> Iterator[torch.Tensor]:
-        while True:
-            for batch in self.loader:
-                yield batch
-            self.sampler.set_epoch(self.sampler.epoch + 1)
+        return endless(self.loader, self.sampler)
 
     def train(self, max_steps: Optional[int] = None, stop_after: Optional[int] = None) -> None:
         """Train until ``max_steps`` (default: the config's); ``stop_after`` ends the call after that many steps (for

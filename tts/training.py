@@ -20,8 +20,8 @@ from typing import Dict, Iterator, Optional, Sequence
 import torch
 from torch import nn
 
-from codec.runs import (CheckpointStore, NonFiniteLossError, agree_finite, flat, read_yaml, sampler_state, tuples,
-                        warmup_cosine)
+from codec.runs import (CheckpointStore, NonFiniteLossError, agree_finite, endless, flat, read_yaml, sampler_state,
+                        tuples, warmup_cosine)
 from tts.data.dataset import TokenBatch, TokenDataset, make_sampler
 from tts.models.valle import Valle, ValleConfig
 from tts.text import SymbolTable
@@ -133,8 +133,10 @@ class TokenTrainer:
                                               project_dir=str(self.out), kwargs_handlers=[ddp])
         set_seed(config.seed)
         model = build_model(config)
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-        no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+        # Weight decay on linear weights only: not on embeddings, norms (AdaLN tables included) or biases.
+        linear = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
+        decay = [p for p in model.parameters() if id(p) in linear]
+        no_decay = [p for p in model.parameters() if id(p) not in linear]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                             {"params": no_decay, "weight_decay": 0.0}],
                                            lr=config.learning_rate, betas=tuple(config.betas))
@@ -222,10 +224,7 @@ class TokenTrainer:
     # The loop ---------------------------------------------------------------------------------------------------
 
     def batches(self) -> Iterator[TokenBatch]:
-        while True:
-            for batch in self.loader:
-                yield batch
-            self.sampler.set_epoch(self.sampler.epoch + 1)
+        return endless(self.loader, self.sampler)
 
     def train(self, max_steps: Optional[int] = None, stop_after: Optional[int] = None) -> None:
         """Train until ``max_steps`` (default: the config's); ``stop_after`` ends the call after that many steps,
