@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .config import EncoderConfig
-from .modules import SeanetConv1d
+from .modules import SeanetConv1d, WNConv1d, _norm_except_first
 
 
 class ResidualUnit(nn.Module):
@@ -64,6 +64,25 @@ class SeanetEncoder(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.lstm = SkipLSTM(width, config.lstm_layers) if config.lstm_layers else None
         self.proj = SeanetConv1d(width, config.latent_dim, config.last_kernel_size)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Variance-preserving init of every conv: weights ``N(0, 1 / fan_in)``, zero biases (the LSTM keeps its own).
+
+        PyTorch's default conv init scales a signal's variance by about 1/3 per layer, so after the ~15 convs of the
+        encoder the waveform's contribution to the latent is ~1e-3 of the bias terms: the latent is nearly constant
+        in time, the codebooks are k-means-initialized on that constant, and the decoder learns to ignore its input
+        (measured on the mini codec: mel loss stuck at 1.85 for thousands of steps, and decoding random codes gave
+        the same audio as the true ones). With this init the latent varies with the input from the first step.
+        Loaded checkpoints overwrite it, so only training from scratch is affected.
+        """
+        for module in self.modules():
+            if isinstance(module, WNConv1d):
+                fan_in = module.weight_v[0].numel()
+                module.weight_v.normal_(0.0, fan_in ** -0.5)
+                module.weight_g.copy_(_norm_except_first(module.weight_v))
+                module.bias.zero_()
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         x = self.stem(wav)
