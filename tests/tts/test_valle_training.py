@@ -55,7 +55,7 @@ def test_overfits_a_few_utterances_and_exports(built, tmp_path):
     torch.set_num_threads(1)  # d=128 matrices: a second thread only adds synchronization
     cuts, symbols, codec = data(built)
     few = CutSet.from_cuts(list(cuts.sort_by_duration(ascending=True))[:2])
-    config = tiny(symbols, "train.max_steps=800", "train.warmup_steps=20", "train.learning_rate=0.005",
+    config = tiny(symbols, "train.max_steps=1200", "train.warmup_steps=20", "train.learning_rate=0.005",
                   "train.min_lr_ratio=0.1", "train.checkpoint_every=100000",
                   "model_overrides.transformer.dim=128", "model_overrides.transformer.ffn_dim=512")
     trainer = TokenTrainer(config, few, symbols, tmp_path / "run", codec=str(codec))
@@ -63,14 +63,13 @@ def test_overfits_a_few_utterances_and_exports(built, tmp_path):
     trainer.train()
     results = trainer.validate(few)
     assert first["valid/ar_accuracy"] < 0.3 and first["valid/nar_accuracy"] < 0.3
-    assert results["valid/ar_accuracy"] > 0.97, results
-    assert results["valid/nar_accuracy"] > 0.85, results
-    # Per NAR stage. MCRVQ's codebooks 2 and 3 quantize channel thirds that codebook 1 does not see, so they are the
-    # slowest to memorize from the codes below them (one stage is drawn per step); codebooks 5-8 are residuals.
+    assert results["valid/ar_accuracy"] > 0.98 and results["valid/nar_accuracy"] > 0.95, results
+    # Per NAR codebook (measured 0.92 / 0.99 / 0.99 / 0.98 / 1.0 / 0.99 / 1.0 for 2..8). Codebook 2 is the slowest:
+    # MCRVQ's codebooks 2 and 3 quantize channel thirds that codebook 1 does not see, and one stage is drawn per step.
     model, batch = trainer.unwrapped.eval(), trainer.dataset[few]
     with torch.no_grad():
         per_stage = [float(model(batch, nar_stage=j)["nar"].accuracy) for j in range(1, 8)]
-    assert min(per_stage[3:]) > 0.95 and per_stage[0] > 0.4, per_stage
+    assert per_stage[0] > 0.88 and min(per_stage[1:]) > 0.95, per_stage
     release = trainer.export(dtype=torch.float32)
     assert sorted(p.name for p in release.iterdir()) == ["config.json", "model.safetensors", "symbols.json"]
     loaded = load_token_model(release)
