@@ -1,0 +1,124 @@
+"""`tts synthesize` end to end on a small release, the Python API, and every bad input refused in one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from lhotse import CutSet
+
+from tts import Synthesizer
+from tts.models.sampling import SamplingConfig
+from tts.models.valle import Valle, ValleConfig
+from tts.release import save_token_model
+from tts.synthesizer import SynthesisError, speech_start, split_sentences
+from tts.text import SymbolTable
+
+
+@pytest.fixture(scope="module")
+def release(built, tmp_path_factory):
+    """An (untrained) tiny VALL-E release on the test corpus's symbols and tiny codec, plus a prompt clip and its
+    transcript from that corpus."""
+    root, config, _ = built
+    symbols = SymbolTable.load(config.work_dir / "symbols.json")
+    torch.manual_seed(0)
+    model = Valle(ValleConfig.tiny(len(symbols)), ("ar", "nar"))
+    directory = save_token_model(model, "valle", tmp_path_factory.mktemp("release") / "valle", symbols,
+                                 codec=str(root / "codec"))
+    cut = max(CutSet.from_file(config.work_dir / "cuts_train.jsonl.gz"), key=lambda c: c.duration)
+    folder = tmp_path_factory.mktemp("prompt")
+    prompt = folder / "prompt.flac"
+    audio = cut.load_audio()
+    # stereo at 16 kHz with half a second of leading silence: the CLI resamples, downmixes and skips the silence
+    wav = np.concatenate([np.zeros(12000, np.float32), audio[0]])
+    from codec.audio import resample
+    mono16 = resample(wav, cut.sampling_rate, 16000)
+    sf.write(prompt, np.stack([mono16, mono16], axis=1), 16000)
+    return directory, prompt, cut.supervisions[0].text
+
+
+def tts(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "tts.cli", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd, timeout=600)
+
+
+def test_split_sentences_and_speech_start():
+    assert split_sentences("One. Two!  Three? four") == ["One.", "Two!", "Three?", "four"]
+    assert split_sentences("  ") == []
+    wav = torch.zeros(24000)
+    wav[7200:] = 0.3 * torch.sin(torch.arange(16800) * 0.1)
+    assert 6720 <= speech_start(wav, 24000) <= 7200
+    with pytest.raises(SynthesisError, match="silent"):
+        speech_start(torch.zeros(48000), 24000)
+
+
+def test_cli_end_to_end(release, tmp_path):
+    directory, prompt, transcript = release
+    out = tmp_path / "hello.wav"
+    result = tts("synthesize", "--checkpoint", directory, "--prompt", prompt, "--prompt-text", transcript,
+                 "--text", "Hello there. How are you?", "--out", out, "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    audio, rate = sf.read(out)
+    assert rate == 24000 and audio.ndim == 1
+    # two sentences of ~10 phonemes each: between 2 and 20 frames per phoneme at 75 Hz, plus the pause
+    assert 0.5 < len(audio) / rate < 8.0
+    assert np.isfinite(audio).all() and np.abs(audio).max() > 0
+    # a text file: one output per line, in a folder made for them
+    lines = tmp_path / "lines.txt"
+    lines.write_text("Good morning.\n\nSee you soon.\n")
+    result = tts("synthesize", "--checkpoint", directory, "--prompt", prompt, "--prompt-text", transcript,
+                 "--text-file", lines, "--out", tmp_path / "many", "--greedy")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["0001.wav", "0002.wav"]
+
+
+def test_python_api_is_seeded_and_batched(release):
+    directory, prompt, transcript = release
+    synth = Synthesizer.from_pretrained(directory)
+    kwargs = dict(prompt_text=transcript, sampling=SamplingConfig(), seed=3)
+    one = synth.synthesize(prompt, "A short test.", **kwargs)
+    again = synth.synthesize(prompt, "A short test.", **kwargs)
+    assert isinstance(one, np.ndarray) and np.array_equal(one, again)
+    wav, rate = sf.read(prompt, dtype="float32")
+    both = synth.synthesize(wav.T, ["A short test.", "And another one."], sample_rate=rate, **kwargs)
+    assert len(both) == 2 and all(w.ndim == 1 and w.size > 0 for w in both)
+
+
+def test_bad_inputs_are_refused_in_one_line(release, tmp_path):
+    directory, prompt, transcript = release
+    not_audio = tmp_path / "notes.wav"
+    not_audio.write_text("not audio")
+    silent, short = tmp_path / "silent.wav", tmp_path / "short.wav"
+    sf.write(silent, np.zeros(72000, np.float32), 24000)
+    sf.write(short, 0.3 * np.sin(np.arange(12000, dtype=np.float32) * 0.05), 24000)
+    not_release = tmp_path / "empty_dir"
+    not_release.mkdir()
+    base = ["--checkpoint", directory, "--prompt", prompt, "--prompt-text", transcript]
+    cases = {
+        "missing prompt": ["--checkpoint", directory, "--prompt", tmp_path / "nope.wav", "--prompt-text", "hi",
+                           "--text", "Hello."],
+        "unreadable prompt": ["--checkpoint", directory, "--prompt", not_audio, "--prompt-text", "hi", "--text",
+                              "Hello."],
+        "silent prompt": ["--checkpoint", directory, "--prompt", silent, "--prompt-text", "hi", "--text", "Hello."],
+        "short prompt": ["--checkpoint", directory, "--prompt", short, "--prompt-text", "hi", "--text", "Hello."],
+        "no transcript": ["--checkpoint", directory, "--prompt", prompt, "--text", "Hello."],
+        "empty text": [*base, "--text", "   "],
+        "unpronounceable": [*base, "--text", "?!... --"],
+        "unknown model": [*base, "--model", "tacotron", "--text", "Hello."],
+        "not a release": ["--checkpoint", not_release, "--prompt", prompt, "--prompt-text", transcript, "--text",
+                          "Hello."],
+        "unwritable output": [*base, "--text", "Hello.", "--out", tmp_path / "no" / "such" / "dir.wav"],
+        "bad output suffix": [*base, "--text", "Hello.", "--out", tmp_path / "out.txt"],
+    }
+    for name, args in cases.items():
+        out = [] if "--out" in args else ["--out", tmp_path / f"{name.replace(' ', '_')}.wav"]
+        result = tts("synthesize", *args, *out, cwd=tmp_path)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode == 1, (name, result.returncode, result.stderr)
+        assert len(lines) == 1 and lines[0].startswith("tts: error:") and "Traceback" not in result.stderr, (
+            name, result.stderr)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty_dir", "notes.wav", "short.wav", "silent.wav"]

@@ -1,0 +1,233 @@
+"""Zero-shot synthesis: a voice prompt and its transcript plus target text -> speech in that voice.
+
+``Synthesizer.from_pretrained(release_dir).synthesize("prompt.wav", "Hello there.", prompt_text="...")`` is what
+``tts synthesize`` runs. Long text is split at sentence boundaries; the sentences of all texts are decoded in batches
+and joined back with a short pause.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+
+from codec import LanguageCodec, load_codec
+from codec.audio import load_audio
+from codec.errors import CodecError
+from tts.models.sampling import SamplingConfig, length_limits
+from tts.release import Release, ReleaseError, load_token_model, weights_sha256
+from tts.text.phonemize import WORD_BOUNDARY, TextError, build_phonemizer, is_phone
+
+PathLike = Union[str, os.PathLike]
+BUNDLED_MODELS = Path(__file__).resolve().parent / "assets"
+MODEL_TYPES = ("valle", "mobilespeech")
+MIN_PROMPT_SECONDS = 1.0
+SILENCE_DB = -40.0  # frames this far below the prompt's loudest frame count as silence
+SENTENCE_PAUSE_SECONDS = 0.2
+
+
+class SynthesisError(ValueError):
+    """Input the synthesizer cannot use (prompt, text, model); the message is one line for the user."""
+
+
+@dataclass
+class Prompt:
+    """Attributes:
+        audio: ``[L]`` the part of the prompt that is used, at the codec's rate.
+        codes: ``[K, T]`` its codes.
+        phonemes: its transcript's phoneme tokens.
+    """
+
+    audio: torch.Tensor
+    codes: torch.Tensor
+    phonemes: List[str]
+
+
+def split_sentences(text: str) -> List[str]:
+    """Split at ``.``, ``!``, ``?`` (and ``;``) followed by white space; blank pieces are dropped."""
+    pieces = re.split(r"(?<=[.!?;])\s+", text.strip())
+    return [p.strip() for p in pieces if p.strip()]
+
+
+def speech_start(wav: torch.Tensor, sample_rate: int) -> int:
+    """Sample index of the first 20 ms frame within ``SILENCE_DB`` of the loudest one; raises on a silent clip."""
+    frame = sample_rate // 50
+    frames = wav[: wav.numel() // frame * frame].view(-1, frame)
+    if frames.numel() == 0:
+        return 0
+    level = 10 * torch.log10(frames.pow(2).mean(1) + 1e-12)
+    if float(level.max()) < -70.0:
+        raise SynthesisError("the prompt is silent")
+    voiced = torch.nonzero(level > level.max() + SILENCE_DB)
+    return int(voiced[0]) * frame
+
+
+class Synthesizer:
+    """A token model release (VALL-E) with its codec and text frontend.
+
+    Args:
+        release: a loaded release (``tts.release.load_token_model``).
+        codec: the codec the model was trained with; by default the one the release names.
+    """
+
+    def __init__(self, release: Release, codec: Optional[LanguageCodec] = None):
+        if release.model_type != "valle":
+            raise SynthesisError(f"synthesis with {release.model_type!r} models is not available yet")
+        self.release = release
+        self.model = release.model
+        self.symbols = release.symbols
+        self.codec = codec if codec is not None else _load_release_codec(release)
+        config = self.model.config
+        if (self.codec.num_codebooks, self.codec.codebook_size) != (config.num_codebooks, config.codebook_size):
+            raise SynthesisError(f"the codec has {self.codec.num_codebooks} x {self.codec.codebook_size} codes, the "
+                                 f"model {config.num_codebooks} x {config.codebook_size}: they do not belong together")
+        self.phonemizer = build_phonemizer(self.symbols.frontend)
+
+    @classmethod
+    def from_pretrained(cls, checkpoint: Optional[PathLike] = None, model: str = "valle",
+                        device: Union[str, torch.device] = "cpu") -> "Synthesizer":
+        """A release directory, or (``None``) the bundled model of type ``model``."""
+        if model not in MODEL_TYPES:
+            raise SynthesisError(f"unknown model {model!r} (expected one of {', '.join(MODEL_TYPES)})")
+        if checkpoint is None:
+            checkpoint = BUNDLED_MODELS / f"{model}-mini"
+            if not checkpoint.is_dir():
+                raise SynthesisError(f"this installation has no bundled {model} model ({checkpoint} is missing); "
+                                     f"pass --checkpoint with a release directory")
+        try:
+            release = load_token_model(checkpoint, map_location=device)
+        except ReleaseError as err:
+            raise SynthesisError(f"{checkpoint} is not a usable model release: {err}") from None
+        if release.model_type != model:
+            raise SynthesisError(f"{checkpoint} holds a {release.model_type} model, not {model}")
+        synthesizer = cls(release)
+        synthesizer.codec.to(device)
+        return synthesizer
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    # Inputs -------------------------------------------------------------------------------------------------------
+
+    def phonemize(self, text: str) -> List[str]:
+        """Phoneme tokens of one text, checked against the model's symbol table."""
+        try:
+            tokens = self.phonemizer.phonemize_one(text)
+        except TextError as err:
+            raise SynthesisError(str(err)) from None
+        unknown = self.symbols.unknown(tokens)
+        if unknown:
+            kept = [t for t in tokens if t in self.symbols]
+            if not any(is_phone(t) for t in kept):
+                raise SynthesisError(f"nothing in the text {text!r} is pronounceable by this model")
+            tokens = kept  # symbols the training text never had (rare punctuation, foreign phones) are dropped
+        return tokens
+
+    def prepare_prompt(self, prompt: Union[PathLike, torch.Tensor, np.ndarray], prompt_text: str,
+                       prompt_seconds: float = 3.0, sample_rate: Optional[int] = None) -> Prompt:
+        """The first ``prompt_seconds`` of speech (leading silence skipped) of a file or waveform, encoded.
+
+        ``prompt_text`` must be the transcript of that part. A waveform needs ``sample_rate`` (resampled if needed).
+        """
+        if prompt_seconds < MIN_PROMPT_SECONDS:
+            raise SynthesisError(f"prompt_seconds must be at least {MIN_PROMPT_SECONDS}")
+        try:
+            if isinstance(prompt, (str, os.PathLike)):
+                wav = load_audio(prompt, self.sample_rate)
+            else:
+                if sample_rate is None:
+                    raise SynthesisError("a prompt waveform needs its sample_rate")
+                wav = torch.as_tensor(np.asarray(prompt, dtype=np.float32))
+                wav = wav.mean(0) if wav.dim() == 2 else wav.reshape(-1)
+                if sample_rate != self.sample_rate:
+                    from codec.audio import resample
+
+                    wav = torch.from_numpy(resample(wav.numpy(), sample_rate, self.sample_rate))
+        except CodecError as err:
+            raise SynthesisError(f"prompt: {err}") from None
+        if wav.numel() == 0 or not torch.isfinite(wav).all():
+            raise SynthesisError("the prompt is empty or holds NaN/infinite samples")
+        start = speech_start(wav, self.sample_rate)
+        wav = wav[start: start + int(prompt_seconds * self.sample_rate)]
+        if wav.numel() < MIN_PROMPT_SECONDS * self.sample_rate:
+            raise SynthesisError(f"the prompt has {wav.numel() / self.sample_rate:.2f} s of speech; at least "
+                                 f"{MIN_PROMPT_SECONDS:g} s is needed (3 s recommended)")
+        if not prompt_text or not prompt_text.strip():
+            raise SynthesisError("the prompt's transcript is needed (prompt_text / --prompt-text)")
+        phonemes = self.phonemize(prompt_text)
+        codes = self.codec.encode(wav[None].to(self.codec.device))[0]
+        return Prompt(audio=wav, codes=codes, phonemes=phonemes)
+
+    # Synthesis ----------------------------------------------------------------------------------------------------
+
+    def synthesize(self, prompt: Union[PathLike, torch.Tensor, np.ndarray, Prompt], texts: Union[str, Sequence[str]],
+                   prompt_text: Optional[str] = None, prompt_seconds: float = 3.0,
+                   sampling: Optional[SamplingConfig] = None, seed: Optional[int] = None, batch_size: int = 8,
+                   sample_rate: Optional[int] = None, progress: bool = False) -> Union[np.ndarray, List[np.ndarray]]:
+        """Speech for one text (a waveform ``[L]`` at ``self.sample_rate``) or for a list of texts (a list).
+
+        Each text is split into sentences; all sentences are decoded in batches of ``batch_size``. ``seed`` makes
+        sampling reproducible.
+        """
+        single = isinstance(texts, str)
+        texts = [texts] if single else list(texts)
+        if not texts:
+            raise SynthesisError("no text to synthesize")
+        if not isinstance(prompt, Prompt):
+            prompt = self.prepare_prompt(prompt, prompt_text or "", prompt_seconds, sample_rate)
+        sentences = []  # (text index, phoneme ids of prompt transcript + sentence, target phoneme count)
+        for i, text in enumerate(texts):
+            parts = split_sentences(text)
+            if not parts:
+                raise SynthesisError(f"text {i + 1} is empty")
+            for part in parts:
+                target = self.phonemize(part)
+                ids = self.symbols.encode(prompt.phonemes + [WORD_BOUNDARY] + target)
+                sentences.append((i, torch.tensor(ids), len(target)))
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        audio: List[np.ndarray] = []
+        from tqdm import tqdm
+
+        with tqdm(total=len(sentences), desc="synthesize", unit="sentence", disable=not progress, delay=1.0) as bar:
+            for b in range(0, len(sentences), batch_size):
+                chunk = sentences[b: b + batch_size]
+                limits = [length_limits(n, self.codec.frame_rate) for _, _, n in chunk]
+                with torch.inference_mode():
+                    codes = self.model.synthesize([ids for _, ids, _ in chunk], prompt.codes, limits, sampling,
+                                                  generator)
+                    for c in codes:
+                        audio.append(self.codec.decode(c[None])[0, 0].float().cpu().numpy())
+                bar.update(len(chunk))
+        pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
+        out: List[List[np.ndarray]] = [[] for _ in texts]
+        for (i, _, _), wav in zip(sentences, audio):
+            out[i].extend([pause, wav] if out[i] else [wav])
+        joined = [np.concatenate(parts) for parts in out]
+        return joined[0] if single else joined
+
+
+def _load_release_codec(release: Release) -> LanguageCodec:
+    """The codec a release names, refusing one whose weights differ from those the model was trained with."""
+    path = None if release.codec == "bundled" else release.codec
+    if path is not None and not Path(path).exists():
+        raise SynthesisError(f"the model's codec {path} does not exist (export the release with --copy-codec to "
+                             f"keep it inside the release directory)")
+    if release.codec_sha256 is not None:
+        actual = weights_sha256(path) if path is not None else None
+        if path is None:
+            from codec.model import BUNDLED_DIR
+
+            actual = weights_sha256(BUNDLED_DIR)
+        if actual is not None and actual != release.codec_sha256:
+            raise SynthesisError(f"the codec at {path or 'bundled'} is not the one the model was trained with "
+                                 f"(weights SHA-256 differs)")
+    try:
+        return load_codec(path)
+    except CodecError as err:
+        raise SynthesisError(f"the model's codec: {err}") from None
