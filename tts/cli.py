@@ -1,4 +1,4 @@
-"""The ``tts`` command line: ``tts synthesize``.
+"""The ``tts`` command line: ``tts synthesize`` and ``tts evaluate``.
 
 Errors the user can fix (bad prompt, text, model or output path) end with one line on stderr and exit status 1; no
 output file is left behind, because audio is written atomically and only after synthesis succeeded.
@@ -40,6 +40,20 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--top-p", type=float, default=0.8)
     syn.add_argument("--batch-size", type=int, default=8, help="sentences decoded together")
     syn.add_argument("--device", default="cpu")
+
+    ev = commands.add_parser("evaluate", help="score speech: WER, speaker similarity, DNSMOS, PESQ/STOI/V-UV",
+                             description="Score generated speech offline. Either one file (--audio with --text, "
+                                         "--speaker-reference, --reference as available) or a JSON-lines manifest "
+                                         "with the fields audio, text, speaker_reference, reference, system.")
+    source = ev.add_mutually_exclusive_group(required=True)
+    source.add_argument("--manifest", type=Path, help="JSON lines, one item per line (relative paths: from its folder)")
+    source.add_argument("--audio", type=Path, help="one generated file")
+    ev.add_argument("--text", help="what --audio should say (WER)")
+    ev.add_argument("--speaker-reference", type=Path, help="audio of the intended voice (speaker similarity)")
+    ev.add_argument("--reference", type=Path, help="the original, when --audio is its codec resynthesis")
+    ev.add_argument("--no-dnsmos", action="store_true")
+    ev.add_argument("--out", type=Path, help="write per-item scores and the summary as JSON")
+    ev.add_argument("--markdown", type=Path, help="write the summary table as Markdown")
     return parser
 
 
@@ -90,13 +104,54 @@ def synthesize(args: argparse.Namespace) -> int:
     outputs = _outputs(args, texts)
     synthesizer = Synthesizer.from_pretrained(args.checkpoint, args.model, args.device)
     sampling = SamplingConfig(greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
-    prompt = synthesizer.prepare_prompt(args.prompt, args.prompt_text or "", args.prompt_seconds)
+    prompt_text = args.prompt_text
+    if not prompt_text:
+        prompt_text = synthesizer.transcribe_prompt(args.prompt, args.prompt_seconds)
+        print(f"no --prompt-text: the prompt was transcribed offline (pocketsphinx, often wrong) as "
+              f"{prompt_text!r}; pass --prompt-text for better results", file=sys.stderr)
+    prompt = synthesizer.prepare_prompt(args.prompt, prompt_text, args.prompt_seconds)
     audio = synthesizer.synthesize(prompt, texts, sampling=sampling, seed=args.seed, batch_size=args.batch_size,
                                    progress=True)
     outputs[0].parent.mkdir(exist_ok=True)  # the --text-file folder, made once there is audio to put in it
     for path, wav in zip(outputs, audio):
         save_audio(path, wav, synthesizer.sample_rate)
         print(f"{path} ({wav.size / synthesizer.sample_rate:.2f} s)")
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from tts import evaluation
+    from tts.synthesizer import SynthesisError
+
+    for path in (args.out, args.markdown):
+        if path is not None and not path.parent.is_dir():
+            raise SynthesisError(f"cannot write {path}: folder {path.parent} does not exist")
+    if args.manifest is not None:
+        try:
+            items = evaluation.read_manifest(args.manifest)
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            raise SynthesisError(f"manifest: {err}") from None
+    else:
+        def text_or_none(path: Optional[Path]) -> Optional[str]:
+            return None if path is None else str(path)
+
+        items = [evaluation.Item(audio=str(args.audio), text=args.text, system=args.audio.stem,
+                                 speaker_reference=text_or_none(args.speaker_reference),
+                                 reference=text_or_none(args.reference))]
+    from tqdm import tqdm
+
+    scores = [evaluation.score_item(item, dnsmos_on=not args.no_dnsmos)
+              for item in tqdm(items, desc="evaluate", unit="item", delay=1.0)]
+    summary = evaluation.summarize(items, scores)
+    table = evaluation.markdown_table(summary)
+    print(table, end="")
+    if args.out is not None:
+        rows = [{"audio": item.audio, "system": item.system, **s} for item, s in zip(items, scores)]
+        evaluation.write_text(args.out, json.dumps({"summary": summary, "items": rows}, indent=1) + "\n")
+    if args.markdown is not None:
+        evaluation.write_text(args.markdown, table)
     return 0
 
 
@@ -110,7 +165,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from tts.synthesizer import SynthesisError
 
     try:
-        return synthesize(args)
+        return synthesize(args) if args.command == "synthesize" else evaluate(args)
     except (SynthesisError, CodecError) as err:
         print(f"tts: error: {err}", file=sys.stderr)
         return EXIT_ERROR

@@ -164,6 +164,24 @@ class Synthesizer:
         codes = self.codec.encode(wav[None].to(self.codec.device))[0]
         return Prompt(audio=wav, codes=codes, phonemes=phonemes)
 
+    def transcribe_prompt(self, prompt: PathLike, prompt_seconds: float = 3.0) -> str:
+        """The offline transcript (pocketsphinx) of the part of ``prompt`` that ``prepare_prompt`` uses."""
+        try:
+            wav = load_audio(prompt, self.sample_rate)
+        except CodecError as err:
+            raise SynthesisError(f"prompt: {err}") from None
+        start = speech_start(wav, self.sample_rate)
+        wav = wav[start: start + int(prompt_seconds * self.sample_rate)]
+        try:
+            from tts.evaluation import transcribe
+        except ImportError:
+            raise SynthesisError("the prompt's transcript is needed (--prompt-text); offline transcription needs "
+                                 "the eval extras (pip install -e '.[eval]')") from None
+        text = transcribe(wav.numpy(), self.sample_rate)
+        if not text.strip():
+            raise SynthesisError("the prompt could not be transcribed; pass its transcript with --prompt-text")
+        return text
+
     # Synthesis ----------------------------------------------------------------------------------------------------
 
     def synthesize(self, prompt: Union[PathLike, torch.Tensor, np.ndarray, Prompt], texts: Union[str, Sequence[str]],

@@ -76,6 +76,14 @@ def test_cli_end_to_end(release, tmp_path):
     assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["0001.wav", "0002.wav"]
 
 
+def test_prompt_without_transcript_is_transcribed_offline(release, tmp_path):
+    directory, prompt, _ = release
+    result = tts("synthesize", "--checkpoint", directory, "--prompt", prompt, "--text", "Hello.", "--out",
+                 tmp_path / "a.wav", "--greedy")
+    assert result.returncode == 0, result.stderr
+    assert "transcribed offline" in result.stderr and (tmp_path / "a.wav").is_file()
+
+
 def test_python_api_is_seeded_and_batched(release):
     directory, prompt, transcript = release
     synth = Synthesizer.from_pretrained(directory)
@@ -105,7 +113,6 @@ def test_bad_inputs_are_refused_in_one_line(release, tmp_path):
                               "Hello."],
         "silent prompt": ["--checkpoint", directory, "--prompt", silent, "--prompt-text", "hi", "--text", "Hello."],
         "short prompt": ["--checkpoint", directory, "--prompt", short, "--prompt-text", "hi", "--text", "Hello."],
-        "no transcript": ["--checkpoint", directory, "--prompt", prompt, "--text", "Hello."],
         "empty text": [*base, "--text", "   "],
         "unpronounceable": [*base, "--text", "?!... --"],
         "unknown model": [*base, "--model", "tacotron", "--text", "Hello."],
