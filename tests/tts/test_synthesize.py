@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -129,3 +131,20 @@ def test_bad_inputs_are_refused_in_one_line(release, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("tts: error:") and "Traceback" not in result.stderr, (
             name, result.stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty_dir", "notes.wav", "short.wav", "silent.wav"]
+
+
+def test_zero_shot_recipe(release, tmp_path):
+    from tests.conftest import shared_path
+
+    clips = shared_path("speech")
+    directory, _, _ = release
+    script = Path(__file__).resolve().parents[2] / "recipes" / "eval" / "zero_shot.py"
+    result = subprocess.run([sys.executable, str(script), "--checkpoint", str(directory), "--clips", str(clips),
+                             "--out-dir", str(tmp_path), "--limit", "1", "--no-dnsmos", "--threads", "1"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((tmp_path / "scores.json").read_text())
+    assert set(scores["summary"]) == {"ground truth", "codec resynthesis", "valle"}
+    assert all("wer" in s and "speaker_similarity" in s for s in scores["summary"].values())
+    assert "pesq" in scores["summary"]["codec resynthesis"]
+    assert len((tmp_path / "manifest.jsonl").read_text().splitlines()) == 3
