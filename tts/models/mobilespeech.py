@@ -1,0 +1,306 @@
+"""MobileSpeech (Ji et al., ACL 2024): a parallel zero-shot model over codec codes (DESIGN section 5).
+
+Text encoder -> duration predictor (conditioned on the prompt) and length regulator -> the SMD (speech mask decoder):
+a transformer over [length-regulated text states + summed embeddings of partly masked code layers + layer embedding],
+cross-attending to a prompt encoder over every codebook of the acoustic prompt, with one output head per codec layer.
+Durations come from the built-in aligner (``tts.models.aligner``), trained jointly.
+
+Training draws a layer j per item (weights favouring low layers); layers < j are visible, layer j is masked with a
+cosine schedule (layer 1 is fully masked with probability ``1 - alpha``, the paper's probabilistic mask), layers > j
+are fully masked; the loss is cross-entropy on the masked positions of layer j, plus the duration and aligner losses.
+Inference decodes layer 1 in ``steps`` confidence-based rounds (MaskGIT) and each later layer in ``later_steps``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tts.data.dataset import TokenBatch
+from tts.models.aligner import Aligner, AlignerConfig
+from tts.models.valle import IGNORE, StageOutput, _metrics
+from tts.modules.transformer import Transformer, TransformerConfig, sinusoidal
+
+
+@dataclass(frozen=True)
+class MobileSpeechConfig:
+    """Attributes:
+        text, prompt, decoder: the three transformers (the decoder cross-attends and is conditioned on the layer).
+        duration_kernel, duration_layers: the conv duration predictor.
+        layer_decay: layer j is drawn with weight ``layer_decay ** (j - 1)`` (favouring low layers).
+        alpha: probability that a drawn layer 1 is masked by the cosine schedule instead of fully.
+        aligner_dim: width of the aligner's encoders.
+    """
+
+    num_symbols: int
+    num_codebooks: int = 8
+    codebook_size: int = 1024
+    text: TransformerConfig = field(default_factory=lambda: TransformerConfig(512, 8, 6, 2048, 0.1))
+    prompt: TransformerConfig = field(default_factory=lambda: TransformerConfig(512, 8, 4, 2048, 0.1))
+    decoder: TransformerConfig = field(default_factory=lambda: TransformerConfig(512, 8, 12, 2048, 0.1, 8, True))
+    duration_kernel: int = 3
+    duration_layers: int = 2
+    layer_decay: float = 0.7
+    alpha: float = 0.8
+    aligner_dim: int = 256
+    duration_weight: float = 1.0
+    aligner_weight: float = 1.0
+
+    @classmethod
+    def paper(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 1024) -> "MobileSpeechConfig":
+        """Paper scale (the paper publishes no sizes; ~100M parameters, below its ~400M bound for phones)."""
+        return cls(num_symbols, num_codebooks, codebook_size)
+
+    @classmethod
+    def mini(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 1024) -> "MobileSpeechConfig":
+        return cls(num_symbols, num_codebooks, codebook_size, TransformerConfig(256, 4, 4, 1024, 0.1),
+                   TransformerConfig(256, 4, 2, 1024, 0.1), TransformerConfig(256, 4, 6, 1024, 0.1, num_codebooks,
+                                                                              True), aligner_dim=128)
+
+    @classmethod
+    def tiny(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 64) -> "MobileSpeechConfig":
+        return cls(num_symbols, num_codebooks, codebook_size, TransformerConfig(64, 4, 2, 128, 0.0),
+                   TransformerConfig(64, 4, 1, 128, 0.0), TransformerConfig(64, 4, 2, 128, 0.0, num_codebooks, True),
+                   aligner_dim=64)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MobileSpeechConfig":
+        data = dict(data)
+        for name in ("text", "prompt", "decoder"):
+            if isinstance(data.get(name), dict):
+                data[name] = TransformerConfig(**data[name])
+        return cls(**data)
+
+
+def padding_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B, 1, 1, size]`` True where a key may be attended (inside the item's length)."""
+    return (torch.arange(size, device=lengths.device)[None, :] < lengths[:, None])[:, None, None, :]
+
+
+def length_regulate(states: torch.Tensor, durations: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """Repeat each phoneme state ``[B, N, D]`` ``durations [B, N]`` times -> ``[B, num_frames, D]`` (zero past the
+    item's total)."""
+    ends = durations.cumsum(1)  # [B, N]
+    frames = torch.arange(num_frames, device=states.device)[None, :].expand(states.shape[0], -1)
+    index = torch.searchsorted(ends, frames.contiguous(), right=True).clamp(max=states.shape[1] - 1)
+    out = states.gather(1, index[..., None].expand(-1, -1, states.shape[2]))
+    return out * (frames < ends[:, -1:])[..., None]
+
+
+class CodeEmbedding(nn.Module):
+    """Sum over codebooks of per-codebook embeddings; each codebook has an extra MASK row (index ``codebook_size``)."""
+
+    def __init__(self, num_codebooks: int, codebook_size: int, dim: int):
+        super().__init__()
+        self.size = codebook_size + 1
+        self.table = nn.Embedding(num_codebooks * self.size, dim)
+        self.register_buffer("offsets", torch.arange(num_codebooks) * self.size, persistent=False)
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        """codes ``[B, K, T]`` (mask = codebook_size, padding < 0 treated as mask) -> ``[B, T, D]``."""
+        codes = torch.where(codes < 0, torch.full_like(codes, self.size - 1), codes)
+        return self.table(codes + self.offsets[: codes.shape[1], None]).sum(1)
+
+
+class DurationPredictor(nn.Module):
+    """Convs over text states plus the mean prompt state -> log(1 + frames) per phoneme."""
+
+    def __init__(self, dim: int, kernel: int, layers: int):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv1d(dim, dim, kernel, padding=kernel // 2) for _ in range(layers)])
+        self.norms = nn.ModuleList([nn.LayerNorm(dim) for _ in range(layers)])
+        self.out = nn.Linear(dim, 1)
+
+    def forward(self, text: torch.Tensor, prompt_summary: torch.Tensor) -> torch.Tensor:
+        x = text + prompt_summary[:, None]
+        for conv, norm in zip(self.convs, self.norms):
+            x = norm(F.relu(conv(x.transpose(1, 2))).transpose(1, 2))
+        return self.out(x)[..., 0]
+
+
+class MobileSpeech(nn.Module):
+    def __init__(self, config: MobileSpeechConfig):
+        super().__init__()
+        self.config = config
+        self.stages = ("smd",)
+        d = config.decoder.dim
+        k = config.num_codebooks
+        if config.text.dim != d or config.prompt.dim != d:
+            raise ValueError("text, prompt and decoder widths must be equal")
+        if config.decoder.num_conditions != k or not config.decoder.cross_attention:
+            raise ValueError("the decoder needs one AdaLN condition per codec layer and cross-attention")
+        self.mask_id = config.codebook_size
+        self.text_embed = nn.Embedding(config.num_symbols, d)
+        self.text_encoder = Transformer(config.text)
+        self.prompt_embed = CodeEmbedding(k, config.codebook_size, d)
+        self.prompt_encoder = Transformer(config.prompt)
+        self.durations = DurationPredictor(d, config.duration_kernel, config.duration_layers)
+        self.code_embed = CodeEmbedding(k, config.codebook_size, d)
+        self.layer_embed = nn.Embedding(k, d)
+        self.decoder = Transformer(config.decoder)
+        self.heads = nn.ModuleList([nn.Linear(d, config.codebook_size) for _ in range(k)])
+        self.aligner = Aligner(AlignerConfig(config.num_symbols, k, config.codebook_size, config.aligner_dim,
+                                             min(80, config.aligner_dim)))
+
+    # Shared parts -------------------------------------------------------------------------------------------------
+
+    def encode_text(self, phonemes: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+        x = self.text_embed(phonemes) + sinusoidal(torch.arange(phonemes.shape[1], device=phonemes.device),
+                                                   self.config.text.dim)
+        return self.text_encoder(x, mask=padding_mask(lens, phonemes.shape[1]))
+
+    def encode_prompt(self, codes: torch.Tensor, lens: torch.Tensor):
+        """-> (states ``[B, Tp, D]``, mean state ``[B, D]``, key mask)."""
+        x = self.prompt_embed(codes) + sinusoidal(torch.arange(codes.shape[2], device=codes.device),
+                                                  self.config.prompt.dim)
+        mask = padding_mask(lens, codes.shape[2])
+        states = self.prompt_encoder(x, mask=mask)
+        valid = mask[:, 0, 0, :, None].float()
+        return states, (states * valid).sum(1) / valid.sum(1).clamp(min=1), mask
+
+    def decode_logits(self, frames: torch.Tensor, codes: torch.Tensor, layer: torch.Tensor, lens: torch.Tensor,
+                      memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, T, C]`` of codec layer ``layer [B]`` (0-based) given regulated text ``frames [B, T, D]`` and
+        the partly masked ``codes [B, K, T]``."""
+        t = codes.shape[2]
+        x = frames + self.code_embed(codes) + self.layer_embed(layer)[:, None] + sinusoidal(
+            torch.arange(t, device=codes.device), self.config.decoder.dim)
+        h = self.decoder(x, mask=padding_mask(lens, t), condition=layer, memory=memory, memory_mask=memory_mask)
+        weight = torch.stack([head.weight for head in self.heads])[layer]  # [B, C, D]
+        bias = torch.stack([head.bias for head in self.heads])[layer]  # [B, C]
+        return torch.einsum("btd,bcd->btc", h, weight) + bias[:, None]
+
+    # Training -----------------------------------------------------------------------------------------------------
+
+    def forward(self, batch: TokenBatch, generator: Optional[torch.Generator] = None) -> Dict[str, StageOutput]:
+        """Losses on a batch: ``smd`` (masked tokens of the drawn layer), ``duration`` and ``aligner``."""
+        cfg = self.config
+        codes, lens = batch.codes, batch.code_lens
+        b, k, t = codes.shape
+        device = codes.device
+        alignment = self.aligner(batch.phonemes, batch.phoneme_lens, codes, lens, binarization_weight=0.0)
+        durations = alignment.durations  # detached (MAS)
+        text = self.encode_text(batch.phonemes, batch.phoneme_lens)
+        memory, summary, memory_mask = self.encode_prompt(batch.prompt_codes, batch.prompt_lens)
+        predicted = self.durations(text, summary)
+        valid_p = torch.arange(batch.phonemes.shape[1], device=device)[None, :] < batch.phoneme_lens[:, None]
+        duration_loss = F.mse_loss(predicted[valid_p], torch.log1p(durations[valid_p].float()))
+        frames = length_regulate(text, durations, t)
+
+        def rand(*shape):
+            return torch.rand(*shape, generator=generator, device="cpu").to(device)
+
+        weights = torch.tensor([cfg.layer_decay ** j for j in range(k)])
+        layer = torch.multinomial(weights, b, replacement=True, generator=generator).to(device)  # 0-based
+        ratio = torch.cos(0.5 * math.pi * rand(b))
+        full = (layer == 0) & (rand(b) > cfg.alpha)
+        ratio = torch.where(full, torch.ones_like(ratio), ratio)
+        valid_t = torch.arange(t, device=device)[None, :] < lens[:, None]
+        masked = (rand(b, t) < ratio[:, None]) & valid_t
+        if batch.prompt_is_prefix.any():  # the prompt holds those frames: nothing to predict there
+            prefix = (torch.arange(t, device=device)[None, :] < batch.prompt_lens[:, None]) & \
+                batch.prompt_is_prefix[:, None]
+            masked = masked & ~prefix
+        # at least one masked frame per item (the first valid one past the prompt, if the draw masked none)
+        none = ~masked.any(1)
+        if none.any():
+            first = torch.where(batch.prompt_is_prefix, batch.prompt_lens, torch.zeros_like(lens)).clamp(
+                max=lens - 1)
+            masked[none, first[none]] = True
+        rows = torch.arange(k, device=device)[None, :, None]
+        hide = (rows > layer[:, None, None]) | ((rows == layer[:, None, None]) & masked[:, None, :])
+        inputs = torch.where(hide, torch.full_like(codes, self.mask_id), codes)
+        logits = self.decode_logits(frames, inputs, layer, lens, memory, memory_mask)
+        target = codes.gather(1, layer[:, None, None].expand(-1, 1, t))[:, 0]
+        target = torch.where(masked, target, torch.full_like(target, IGNORE))
+        smd = _metrics(logits, target)
+        zero = torch.zeros((), device=device)
+        return {
+            "smd": smd,
+            "duration": StageOutput(cfg.duration_weight * duration_loss, zero, zero, int(valid_p.sum())),
+            "aligner": StageOutput(cfg.aligner_weight * alignment.loss, zero, zero, int(valid_t.sum())),
+        }
+
+    # Inference ----------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def predict_durations(self, phonemes: torch.Tensor, lens: torch.Tensor, prompt: torch.Tensor,
+                          speed: float = 1.0) -> torch.Tensor:
+        """Frames per phoneme ``[B, N]`` (at least 1 on real phonemes), divided by ``speed``."""
+        text = self.encode_text(phonemes, lens)
+        _, summary, _ = self.encode_prompt(prompt, torch.full((prompt.shape[0],), prompt.shape[2],
+                                                              device=prompt.device))
+        frames = torch.expm1(self.durations(text, summary)).clamp(min=0) / speed
+        valid = torch.arange(phonemes.shape[1], device=phonemes.device)[None, :] < lens[:, None]
+        return torch.where(valid, frames.round().long().clamp(min=1), torch.zeros_like(frames, dtype=torch.long))
+
+    @torch.no_grad()
+    def generate(self, phonemes: torch.Tensor, lens: torch.Tensor, prompt: torch.Tensor, steps: int = 16,
+                 later_steps: int = 1, temperature: float = 1.0, speed: float = 1.0,
+                 durations: Optional[torch.Tensor] = None,
+                 generator: Optional[torch.Generator] = None) -> List[torch.Tensor]:
+        """Codes ``[K, T_i]`` per text.
+
+        Args:
+            phonemes: ``[B, N]`` ids of the target texts (no prompt transcript needed); lens ``[B]``.
+            prompt: ``[K, Tp]`` codes of the voice prompt, shared by the batch.
+            steps: confidence-based rounds for layer 1; later_steps: rounds for each later layer.
+            temperature: sampling temperature of layer 1's rounds (0: greedy); later layers are greedy.
+            durations: ``[B, N]`` to use instead of the predictor's.
+        """
+        b = phonemes.shape[0]
+        k = self.config.num_codebooks
+        device = phonemes.device
+        prompts = prompt[None].expand(b, -1, -1)
+        memory, summary, memory_mask = self.encode_prompt(prompts, torch.full((b,), prompt.shape[1], device=device))
+        if durations is None:
+            durations = self.predict_durations(phonemes, lens, prompts[:, :, :], speed)
+        text = self.encode_text(phonemes, lens)
+        totals = durations.sum(1)
+        t = int(totals.max())
+        frames = length_regulate(text, durations, t)
+        valid = torch.arange(t, device=device)[None, :] < totals[:, None]
+        codes = torch.full((b, k, t), self.mask_id, dtype=torch.long, device=device)
+        for j in range(k):
+            rounds = steps if j == 0 else later_steps
+            layer = torch.full((b,), j, dtype=torch.long, device=device)
+            unknown = valid.clone()
+            for r in range(rounds):
+                logits = self.decode_logits(frames, codes, layer, totals, memory, memory_mask).float()
+                if j == 0 and temperature > 0:
+                    probs = (logits / temperature).softmax(-1)
+                    pick = torch.multinomial(probs.view(-1, probs.shape[-1]).cpu(), 1, generator=generator)
+                    pick = pick.view(b, t).to(device)
+                else:
+                    probs = logits.softmax(-1)
+                    pick = logits.argmax(-1)
+                confidence = probs.gather(-1, pick[..., None])[..., 0]
+                confidence = torch.where(unknown, confidence, torch.full_like(confidence, -1.0))
+                # after round r, cos(pi/2 (r+1)/rounds) of each item's frames stay masked
+                keep_masked = torch.floor(totals.float() * math.cos(0.5 * math.pi * (r + 1) / rounds)).long()
+                reveal = unknown.sum(1) - keep_masked  # how many to reveal now
+                order = confidence.argsort(dim=1, descending=True)
+                rank = torch.empty_like(order)
+                rank.scatter_(1, order, torch.arange(t, device=device)[None, :].expand(b, -1))
+                chosen = (rank < reveal[:, None]) & unknown
+                codes[:, j] = torch.where(chosen, pick, codes[:, j])
+                unknown = unknown & ~chosen
+        return [codes[i, :, : int(totals[i])] for i in range(b)]
+
+    def synthesize(self, phonemes: Sequence[torch.Tensor], prompt: torch.Tensor, steps: int = 16,
+                   later_steps: int = 1, temperature: float = 1.0, speed: float = 1.0,
+                   generator: Optional[torch.Generator] = None) -> List[torch.Tensor]:
+        """Codes ``[K, T_i]`` for several target texts (phoneme ids, no prompt transcript) in the voice of
+        ``prompt [K, Tp]``."""
+        lens = torch.tensor([p.numel() for p in phonemes], device=prompt.device)
+        padded = nn.utils.rnn.pad_sequence([p.to(prompt.device) for p in phonemes], batch_first=True)
+        return self.generate(padded, lens, prompt, steps, later_steps, temperature, speed, generator=generator)
