@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     syn = commands.add_parser("synthesize", help="speak text in the voice of a short prompt",
-                              description="Speak text in the voice of a ~3 s prompt (VALL-E). Writes 24 kHz audio.")
+                              description="Speak text in the voice of a ~3 s prompt (VALL-E or MobileSpeech). Writes "
+                                          "24 kHz audio.")
     syn.add_argument("--prompt", type=Path, required=True, help="voice prompt (any format, rate and channel count)")
     syn.add_argument("--prompt-text", help="transcript of the part of the prompt that is used")
     syn.add_argument("--prompt-seconds", type=float, default=3.0, help="seconds of the prompt to use (default 3)")
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--temperature", type=float, default=1.0)
     syn.add_argument("--top-k", type=int, default=25)
     syn.add_argument("--top-p", type=float, default=0.8)
+    syn.add_argument("--steps", type=int, default=16, help="MobileSpeech: decoding rounds of the first layer")
+    syn.add_argument("--speed", type=float, default=1.0, help="MobileSpeech: speaking rate (durations divided by it)")
     syn.add_argument("--batch-size", type=int, default=8, help="sentences decoded together")
     syn.add_argument("--device", default="cpu")
 
@@ -105,13 +108,13 @@ def synthesize(args: argparse.Namespace) -> int:
     synthesizer = Synthesizer.from_pretrained(args.checkpoint, args.model, args.device)
     sampling = SamplingConfig(greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     prompt_text = args.prompt_text
-    if not prompt_text:
+    if not prompt_text and synthesizer.needs_prompt_text:
         prompt_text = synthesizer.transcribe_prompt(args.prompt, args.prompt_seconds)
         print(f"no --prompt-text: the prompt was transcribed offline (pocketsphinx, often wrong) as "
               f"{prompt_text!r}; pass --prompt-text for better results", file=sys.stderr)
     prompt = synthesizer.prepare_prompt(args.prompt, prompt_text, args.prompt_seconds)
     audio = synthesizer.synthesize(prompt, texts, sampling=sampling, seed=args.seed, batch_size=args.batch_size,
-                                   progress=True)
+                                   progress=True, steps=args.steps, speed=args.speed)
     outputs[0].parent.mkdir(exist_ok=True)  # the --text-file folder, made once there is audio to put in it
     for path, wav in zip(outputs, audio):
         save_audio(path, wav, synthesizer.sample_rate)

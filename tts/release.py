@@ -109,11 +109,13 @@ def read_release_config(directory: PathLike) -> dict:
 
 def load_token_model(directory: PathLike, map_location: Union[str, torch.device] = "cpu") -> Release:
     """Load a release written by ``save_token_model`` (strictly: every weight must fit); eval mode."""
+    from tts.models.mobilespeech import MobileSpeech, MobileSpeechConfig
     from tts.models.valle import Valle, ValleConfig
 
     directory = Path(directory)
     data = read_release_config(directory)
-    builders = {"valle": lambda: Valle(ValleConfig.from_dict(data["config"]), data.get("stages", ("ar", "nar")))}
+    builders = {"valle": lambda: Valle(ValleConfig.from_dict(data["config"]), data.get("stages", ("ar", "nar"))),
+                "mobilespeech": lambda: MobileSpeech(MobileSpeechConfig.from_dict(data["config"]))}
     if data["model_type"] not in builders:
         raise ReleaseError(f"{directory}: unknown model type {data['model_type']!r} (known: {', '.join(builders)})")
     try:

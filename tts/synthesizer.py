@@ -68,7 +68,9 @@ def speech_start(wav: torch.Tensor, sample_rate: int) -> int:
 
 
 class Synthesizer:
-    """A token model release (VALL-E) with its codec and text frontend.
+    """A token model release (VALL-E or MobileSpeech) with its codec and text frontend.
+
+    VALL-E continues the prompt, so it needs the prompt's transcript; MobileSpeech only takes the prompt's codes.
 
     Args:
         release: a loaded release (``tts.release.load_token_model``).
@@ -76,8 +78,8 @@ class Synthesizer:
     """
 
     def __init__(self, release: Release, codec: Optional[LanguageCodec] = None):
-        if release.model_type != "valle":
-            raise SynthesisError(f"synthesis with {release.model_type!r} models is not available yet")
+        if release.model_type not in MODEL_TYPES:
+            raise SynthesisError(f"synthesis with {release.model_type!r} models is not available")
         self.release = release
         self.model = release.model
         self.symbols = release.symbols
@@ -108,6 +110,10 @@ class Synthesizer:
         synthesizer = cls(release)
         synthesizer.codec.to(device)
         return synthesizer
+
+    @property
+    def needs_prompt_text(self) -> bool:
+        return self.release.model_type == "valle"
 
     @property
     def sample_rate(self) -> int:
@@ -158,9 +164,9 @@ class Synthesizer:
         if wav.numel() < MIN_PROMPT_SECONDS * self.sample_rate:
             raise SynthesisError(f"the prompt has {wav.numel() / self.sample_rate:.2f} s of speech; at least "
                                  f"{MIN_PROMPT_SECONDS:g} s is needed (3 s recommended)")
-        if not prompt_text or not prompt_text.strip():
+        if self.needs_prompt_text and (not prompt_text or not prompt_text.strip()):
             raise SynthesisError("the prompt's transcript is needed (prompt_text / --prompt-text)")
-        phonemes = self.phonemize(prompt_text)
+        phonemes = self.phonemize(prompt_text) if self.needs_prompt_text else []
         codes = self.codec.encode(wav[None].to(self.codec.device))[0]
         return Prompt(audio=wav, codes=codes, phonemes=phonemes)
 
@@ -187,12 +193,16 @@ class Synthesizer:
     def synthesize(self, prompt: Union[PathLike, torch.Tensor, np.ndarray, Prompt], texts: Union[str, Sequence[str]],
                    prompt_text: Optional[str] = None, prompt_seconds: float = 3.0,
                    sampling: Optional[SamplingConfig] = None, seed: Optional[int] = None, batch_size: int = 8,
-                   sample_rate: Optional[int] = None, progress: bool = False) -> Union[np.ndarray, List[np.ndarray]]:
+                   sample_rate: Optional[int] = None, progress: bool = False, steps: int = 16, speed: float = 1.0,
+                   ) -> Union[np.ndarray, List[np.ndarray]]:
         """Speech for one text (a waveform ``[L]`` at ``self.sample_rate``) or for a list of texts (a list).
 
         Each text is split into sentences; all sentences are decoded in batches of ``batch_size``. ``seed`` makes
-        sampling reproducible.
+        sampling reproducible. MobileSpeech: ``steps`` rounds for its first layer, durations divided by ``speed``, and
+        ``sampling.temperature`` (0 or ``sampling.greedy``: argmax).
         """
+        if steps < 1 or not speed > 0:
+            raise SynthesisError("steps must be at least 1 and speed positive")
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         if not texts:
@@ -206,7 +216,8 @@ class Synthesizer:
                 raise SynthesisError(f"text {i + 1} is empty")
             for part in parts:
                 target = self.phonemize(part)
-                ids = self.symbols.encode(prompt.phonemes + [WORD_BOUNDARY] + target)
+                ids = self.symbols.encode(prompt.phonemes + [WORD_BOUNDARY] + target if self.needs_prompt_text
+                                          else target)
                 sentences.append((i, torch.tensor(ids), len(target)))
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         audio: List[np.ndarray] = []
@@ -215,10 +226,16 @@ class Synthesizer:
         with tqdm(total=len(sentences), desc="synthesize", unit="sentence", disable=not progress, delay=1.0) as bar:
             for b in range(0, len(sentences), batch_size):
                 chunk = sentences[b: b + batch_size]
-                limits = [length_limits(n, self.codec.frame_rate) for _, _, n in chunk]
+                phonemes = [ids for _, ids, _ in chunk]
                 with torch.inference_mode():
-                    codes = self.model.synthesize([ids for _, ids, _ in chunk], prompt.codes, limits, sampling,
-                                                  generator)
+                    if self.needs_prompt_text:
+                        limits = [length_limits(n, self.codec.frame_rate) for _, _, n in chunk]
+                        codes = self.model.synthesize(phonemes, prompt.codes, limits, sampling, generator)
+                    else:
+                        sampling = sampling or SamplingConfig()
+                        codes = self.model.synthesize(phonemes, prompt.codes, steps=steps, speed=speed,
+                                                      temperature=0.0 if sampling.greedy else sampling.temperature,
+                                                      generator=generator)
                     for c in codes:
                         audio.append(self.codec.decode(c[None])[0, 0].float().cpu().numpy())
                 bar.update(len(chunk))

@@ -15,7 +15,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ from torch import nn
 from codec.runs import (CheckpointStore, NonFiniteLossError, agree_finite, endless, flat, read_yaml, sampler_state,
                         tuples, warmup_cosine)
 from tts.data.dataset import TokenBatch, TokenDataset, make_sampler
+from tts.models.mobilespeech import MobileSpeech, MobileSpeechConfig
 from tts.models.valle import Valle, ValleConfig
 from tts.text import SymbolTable
 
@@ -34,9 +35,10 @@ class TokenTrainConfig:
     """A token-model run; stored in ``train_config.json`` of the run directory.
 
     Attributes:
-        model_type: ``valle``.
-        model: the model's config (``ValleConfig``), sized for the data's symbols and codec.
-        stages: what to train: ``("ar",)``, ``("nar",)`` or both (summed losses).
+        model_type: ``valle`` or ``mobilespeech``.
+        model: the model's config (``ValleConfig`` or ``MobileSpeechConfig``), sized for the data's symbols and codec.
+        stages: VALL-E: what to train, ``("ar",)``, ``("nar",)`` or both (summed losses). MobileSpeech: ``("smd",)``
+            (its mask decoder, duration predictor and aligner always train together).
         max_duration: seconds of target audio per batch per process (Lhotse dynamic bucketing).
         grad_accumulation: batches per optimizer step.
         prompt_seconds: longest acoustic prompt (a prefix of the target; VALL-E's ``prefix_mode 1``).
@@ -46,7 +48,7 @@ class TokenTrainConfig:
     """
 
     model_type: str
-    model: ValleConfig
+    model: Union[ValleConfig, MobileSpeechConfig]
     stages: tuple = ("ar", "nar")
     max_duration: float = 60.0
     num_buckets: int = 10
@@ -77,10 +79,16 @@ class TokenTrainConfig:
 def build_model(config: TokenTrainConfig) -> nn.Module:
     if config.model_type == "valle":
         return Valle(config.model, config.stages)
+    if config.model_type == "mobilespeech":
+        return MobileSpeech(config.model)
     raise ValueError(f"unknown model type {config.model_type!r}")
 
 
-MODEL_PRESETS = {"valle": {"paper": ValleConfig.paper, "mini": ValleConfig.mini, "tiny": ValleConfig.tiny}}
+MODEL_CONFIGS = {"valle": ValleConfig, "mobilespeech": MobileSpeechConfig}
+MODEL_PRESETS = {name: {"paper": kind.paper, "mini": kind.mini, "tiny": kind.tiny}
+                 for name, kind in MODEL_CONFIGS.items()}
+LOSS_ONLY = {"duration", "aligner"}  # MobileSpeech outputs without token accuracies
+DEFAULT_STAGES = {"valle": ("ar", "nar"), "mobilespeech": ("smd",)}
 
 
 def load_token_train_config(path: os.PathLike, num_symbols: int, num_codebooks: int, codebook_size: int,
@@ -88,7 +96,8 @@ def load_token_train_config(path: os.PathLike, num_symbols: int, num_codebooks: 
     """A YAML run config (``base:`` file, then ``section.field=value`` overrides), sized for the data.
 
     Keys: ``model_type``, ``preset`` (``paper``/``mini``/``tiny``), ``model_overrides`` (e.g.
-    ``transformer: {layers: 4}``), ``train`` (``TokenTrainConfig`` fields).
+    ``transformer: {layers: 4}`` for VALL-E, ``decoder: {layers: 4}`` for MobileSpeech), ``train``
+    (``TokenTrainConfig`` fields).
     """
     data = read_yaml(path, overrides)
     unknown = set(data) - {"model_type", "preset", "model_overrides", "train"}
@@ -99,15 +108,24 @@ def load_token_train_config(path: os.PathLike, num_symbols: int, num_codebooks: 
     if presets is None or data.get("preset", "mini") not in presets:
         raise ValueError(f"unknown model {model_type!r} / preset {data.get('preset')!r} in {path}")
     model = presets[data.get("preset", "mini")](num_symbols, num_codebooks, codebook_size).to_dict()
-    extra = data.get("model_overrides", {})
-    model["transformer"].update(extra.pop("transformer", {}))
-    model.update(extra)
-    train = data.get("train", {})
+    for key, value in data.get("model_overrides", {}).items():
+        if isinstance(value, dict) and isinstance(model.get(key), dict):
+            model[key].update(value)  # a nested transformer config
+        else:
+            model[key] = value
+    train = dict(data.get("train", {}))
     fields = {f.name for f in dataclasses.fields(TokenTrainConfig)} - {"model_type", "model"}
     if set(train) - fields:
         raise ValueError(f"unknown train field(s): {', '.join(sorted(set(train) - fields))}")
-    return TokenTrainConfig(model_type=model_type, model=ValleConfig.from_dict(model),
-                            **{k: tuples(v) for k, v in train.items()})
+    train.setdefault("stages", DEFAULT_STAGES[model_type])
+    allowed = {"valle": {"ar", "nar"}, "mobilespeech": {"smd"}}[model_type]
+    if not train["stages"] or set(train["stages"]) - allowed:
+        raise ValueError(f"stages of a {model_type} run are {sorted(allowed)}, got {train['stages']}")
+    try:
+        config = MODEL_CONFIGS[model_type].from_dict(model)
+    except TypeError as err:
+        raise ValueError(f"invalid model config in {path}: {err}") from None
+    return TokenTrainConfig(model_type=model_type, model=config, **{k: tuples(v) for k, v in train.items()})
 
 
 class TokenTrainer:
@@ -182,6 +200,15 @@ class TokenTrainer:
                                           * 17 + micro)
         return int(torch.randint(1, self.config.model.num_codebooks, (1,), generator=g))
 
+    def _forward(self, model: nn.Module, batch: TokenBatch, micro: int, nar_stage: Optional[int] = None):
+        """The model's outputs on a batch. MobileSpeech draws its masks from a generator of (seed, step, rank,
+        micro-batch), like the NAR stage, so that a resumed run repeats an unbroken one."""
+        if self.config.model_type == "mobilespeech":
+            g = torch.Generator().manual_seed(((self.config.seed * 1_000_003 + self.step) * 1009
+                                               + self.acc.process_index) * 17 + micro)
+            return model(batch, generator=g)
+        return model(batch, nar_stage=self._nar_stage(micro) if nar_stage is None else nar_stage)
+
     def train_step(self, batches: Sequence[TokenBatch]) -> Dict[str, float]:
         """One optimizer step over ``grad_accumulation`` batches (the loss of each scaled by 1/N)."""
         n = len(batches)
@@ -193,14 +220,16 @@ class TokenTrainer:
             # Gradients are all-reduced once, on the last micro-batch.
             with self.acc.no_sync(self.model) if i < n - 1 else nullcontext():
                 with self.acc.autocast():
-                    outputs = self.model(batch, nar_stage=self._nar_stage(i))
+                    outputs = self._forward(self.model, batch, i)
                 loss = sum(o.loss for o in outputs.values())
                 if not agree_finite(self.acc, loss):
                     skipped = True
                     continue
                 self.acc.backward(loss / n)
             for name, o in outputs.items():
-                for key, value in (("loss", o.loss), ("accuracy", o.accuracy), ("top10", o.top10)):
+                metrics = (("loss", o.loss),) if name in LOSS_ONLY else (("loss", o.loss), ("accuracy", o.accuracy),
+                                                                           ("top10", o.top10))
+                for key, value in metrics:
                     logs[f"{name}_{key}"] = logs.get(f"{name}_{key}", 0.0) + value.item() / n
                 logs[f"{name}_tokens"] = logs.get(f"{name}_tokens", 0.0) + o.tokens
         if skipped:
@@ -248,7 +277,8 @@ class TokenTrainer:
                 mean = {k: sum(d.get(k, 0.0) for d in window) / len(window) for k in window[-1]}
                 mean["frames_per_second"] = frames * self.acc.num_processes / (now - last)
                 self.acc.log({f"train/{k}": v for k, v in mean.items()}, step=self.step)
-                bar.set_postfix({k: f"{mean[k]:.3f}" for k in ("ar_loss", "ar_accuracy", "nar_loss", "nar_accuracy")
+                bar.set_postfix({k: f"{mean[k]:.3f}" for k in ("ar_loss", "ar_accuracy", "nar_loss", "nar_accuracy",
+                                                               "smd_loss", "smd_accuracy", "duration_loss")
                                  if k in mean})
                 last, window, frames = now, [], 0
             if self.valid_cuts is not None and self.step % self.config.validate_every == 0:
@@ -276,7 +306,10 @@ class TokenTrainer:
             stages = range(1, self.config.model.num_codebooks) if "nar" in self.config.stages else [None]
             for nar_stage in stages:
                 with self.acc.autocast():
-                    outputs = model(batch, nar_stage=nar_stage)
+                    if self.config.model_type == "mobilespeech":  # masks drawn the same way at every validation
+                        outputs = model(batch, generator=torch.Generator().manual_seed(index))
+                    else:
+                        outputs = model(batch, nar_stage=nar_stage)
                 for name, o in outputs.items():
                     if name == "ar" and nar_stage not in (None, 1):
                         continue  # the AR's numbers do not depend on the NAR stage
@@ -284,9 +317,9 @@ class TokenTrainer:
                         totals[f"{name}_{key}"] = totals.get(f"{name}_{key}", 0.0) + float(value) * o.tokens
                     totals[f"{name}_tokens"] = totals.get(f"{name}_tokens", 0.0) + o.tokens
         results = {}
-        for name in self.config.stages:
+        for name in dict.fromkeys(key.rsplit("_", 1)[0] for key in totals):
             tokens = totals.get(f"{name}_tokens", 0.0)
-            for key in ("loss", "accuracy", "top10"):
+            for key in ("loss",) if name in LOSS_ONLY else ("loss", "accuracy", "top10"):
                 if tokens:
                     results[f"valid/{name}_{key}"] = totals[f"{name}_{key}"] / tokens
         model.train(was_training)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import soundfile as sf
 import torch
 from lhotse import CutSet
 
@@ -53,3 +59,52 @@ def test_overfits_and_decodes(built):
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     for codes, n in zip(a, predicted.sum(1)):
         assert codes.shape == (8, int(n)) and codes.min() >= 0 and codes.max() < 64
+
+
+def test_config_files(built):
+    from tests.tts.test_valle_training import data
+    from tts.training import load_token_train_config
+
+    _, symbols, _ = data(built)
+    configs = Path(__file__).resolve().parents[2] / "recipes" / "mobilespeech" / "configs"
+    for name, dim in (("paper", 512), ("mini", 256), ("tiny", 64)):
+        config = load_token_train_config(configs / f"{name}.yaml", len(symbols), 8, 1024)
+        assert config.model_type == "mobilespeech" and config.stages == ("smd",) and config.model.decoder.dim == dim
+    over = load_token_train_config(configs / "tiny.yaml", len(symbols), 4, 64, ["model_overrides.decoder.layers=3"])
+    assert over.model.decoder.layers == 3 and over.model.num_codebooks == 4 and over.model.decoder.num_conditions == 4
+    with pytest.raises(ValueError, match="stages"):
+        load_token_train_config(configs / "tiny.yaml", len(symbols), 8, 64, ["train.stages=[ar]"])
+
+
+def test_training_resumes_exactly_and_the_release_speaks(built, tmp_path):
+    from tests.tts.test_valle_training import data, weights
+    from tts.training import TokenTrainer, load_token_train_config
+
+    cuts, symbols, codec = data(built)
+    configs = Path(__file__).resolve().parents[2] / "recipes" / "mobilespeech" / "configs"
+    config = load_token_train_config(configs / "tiny.yaml", len(symbols), 8, 64,
+                                     ["train.max_duration=8", "train.grad_accumulation=2", "train.max_steps=6",
+                                      "train.checkpoint_every=3", "train.warmup_steps=2"])
+    unbroken = TokenTrainer(config, cuts, symbols, tmp_path / "a", codec=str(codec))
+    unbroken.train()
+    first = TokenTrainer(config, cuts, symbols, tmp_path / "b", codec=str(codec))
+    first.train(stop_after=3)
+    resumed = TokenTrainer(config, cuts, symbols, tmp_path / "b", codec=str(codec))
+    assert resumed.resume() and resumed.step == 3
+    resumed.train()
+    a, b = weights(unbroken), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    results = resumed.validate(cuts)
+    assert {"valid/smd_loss", "valid/smd_accuracy", "valid/duration_loss", "valid/aligner_loss"} <= set(results)
+    assert "valid/duration_accuracy" not in results
+    release = resumed.export(dtype=torch.float32)
+    # MobileSpeech needs no prompt transcript
+    prompt = next(iter(cuts)).recording.sources[0].source
+    out = tmp_path / "ms.wav"
+    result = subprocess.run([sys.executable, "-m", "tts.cli", "synthesize", "--model", "mobilespeech",
+                             "--checkpoint", str(release), "--prompt", prompt, "--text", "Hello there.",
+                             "--out", str(out), "--steps", "4", "--seed", "0"], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    audio, rate = sf.read(out)
+    assert rate == 24000 and audio.size > 0 and "transcribed" not in result.stderr

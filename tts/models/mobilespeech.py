@@ -28,6 +28,9 @@ from tts.models.valle import IGNORE, StageOutput, _metrics
 from tts.modules.transformer import Transformer, TransformerConfig, sinusoidal
 
 
+MAX_FRAMES_PER_PHONEME = 40  # a guard against a runaway duration predictor (0.53 s per phoneme at 75 Hz)
+
+
 @dataclass(frozen=True)
 class MobileSpeechConfig:
     """Attributes:
@@ -235,13 +238,14 @@ class MobileSpeech(nn.Module):
     @torch.no_grad()
     def predict_durations(self, phonemes: torch.Tensor, lens: torch.Tensor, prompt: torch.Tensor,
                           speed: float = 1.0) -> torch.Tensor:
-        """Frames per phoneme ``[B, N]`` (at least 1 on real phonemes), divided by ``speed``."""
+        """Frames per phoneme ``[B, N]`` (1 to ``MAX_FRAMES_PER_PHONEME`` on real phonemes), divided by ``speed``."""
         text = self.encode_text(phonemes, lens)
         _, summary, _ = self.encode_prompt(prompt, torch.full((prompt.shape[0],), prompt.shape[2],
                                                               device=prompt.device))
         frames = torch.expm1(self.durations(text, summary)).clamp(min=0) / speed
         valid = torch.arange(phonemes.shape[1], device=phonemes.device)[None, :] < lens[:, None]
-        return torch.where(valid, frames.round().long().clamp(min=1), torch.zeros_like(frames, dtype=torch.long))
+        frames = frames.round().long().clamp(min=1, max=MAX_FRAMES_PER_PHONEME)
+        return torch.where(valid, frames, torch.zeros_like(frames))
 
     @torch.no_grad()
     def generate(self, phonemes: torch.Tensor, lens: torch.Tensor, prompt: torch.Tensor, steps: int = 16,
