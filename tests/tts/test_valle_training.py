@@ -135,9 +135,11 @@ def test_release_errors(tmp_path):
         load_token_model(tmp_path)
 
 
-def test_two_cpu_processes(built, tmp_path):
-    """Two ranks really run, their replicas stay identical (DDP with the NAR's unused heads), each reads its own
-    cuts, and only rank 0 writes the release."""
+@pytest.mark.parametrize("config", [CONFIGS / "tiny.yaml", ROOT / "recipes" / "mobilespeech" / "configs" / "tiny.yaml"],
+                         ids=["valle", "mobilespeech"])
+def test_two_cpu_processes(built, tmp_path, config):
+    """Two ranks really run, their replicas stay identical (for VALL-E: DDP with the NAR's unused heads), each reads
+    its own cuts, and only rank 0 writes the release."""
     cuts, symbols, codec = data(built)
     manifest = tmp_path / "cuts.jsonl.gz"
     cuts.to_file(manifest)
@@ -152,7 +154,7 @@ from tts.text import SymbolTable
 from tts.training import TokenTrainer, load_token_train_config
 torch.set_num_threads(1)
 symbols = SymbolTable.load({str(tmp_path / 'symbols.json')!r})
-config = load_token_train_config({str(CONFIGS / 'tiny.yaml')!r}, len(symbols), 8, 64,
+config = load_token_train_config({str(config)!r}, len(symbols), 8, 64,
                                  ["train.max_steps=3", "train.checkpoint_every=3", "train.max_duration=10"])
 trainer = TokenTrainer(config, CutSet.from_file({str(manifest)!r}), symbols, {str(out)!r}, codec={str(codec)!r})
 trainer.train()
