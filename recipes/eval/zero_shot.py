@@ -18,46 +18,17 @@ does when `--prompt-text` is missing. Writes ``<out-dir>/audio/``, ``manifest.js
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
-from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from codec.audio import load_audio, save_audio  # noqa: E402
 from tts import evaluation  # noqa: E402
-from tts.models.sampling import SamplingConfig  # noqa: E402
+from tts.evaluation import read_clips, zero_shot_pairs  # noqa: E402
 from tts.synthesizer import Synthesizer  # noqa: E402
-
-
-def read_clips(folder: Path) -> List[Dict[str, str]]:
-    with open(folder / "manifest.tsv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [row for row in rows if (folder / row["file"]).is_file()]
-
-
-def pairs(rows: List[Dict[str, str]]) -> List[Dict[str, str]]:
-    """(target, prompt) per full utterance with a transcript, the prompt from the same speaker's other clips."""
-    by_speaker = defaultdict(list)
-    for row in rows:
-        by_speaker[row["speaker_id"]].append(row)
-    out = []
-    for clips in by_speaker.values():
-        for target in clips:
-            if target["role"] != "full_utterance" or target["transcript"] == "unknown":
-                continue
-            others = [c for c in clips if c is not target]
-            if not others:
-                continue
-            prompt = next((c for c in others if c["role"] == "prompt_crop_3s"), others[0])
-            out.append({"target": target["file"], "text": target["transcript"], "prompt": prompt["file"]})
-    return out
 
 
 def main() -> int:
@@ -74,39 +45,11 @@ def main() -> int:
     torch.set_num_threads(args.threads)
 
     synth = Synthesizer.from_pretrained(args.checkpoint, args.model)
-    jobs = pairs(read_clips(args.clips))[: args.limit]
+    jobs = zero_shot_pairs(read_clips(args.clips))[: args.limit]
     if not jobs:
         parser.error(f"no speaker in {args.clips} has a transcribed utterance and a second clip")
-    audio_dir = args.out_dir / "audio"
-    audio_dir.mkdir(parents=True, exist_ok=True)
-    items: List[evaluation.Item] = []
-    from tqdm import tqdm
-
-    for i, job in enumerate(tqdm(jobs, desc="zero-shot", unit="target")):
-        target, prompt = args.clips / job["target"], args.clips / job["prompt"]
-        stem = Path(job["target"]).stem
-        wav = load_audio(target, synth.sample_rate)
-        resynthesis = synth.codec.decode(synth.codec.encode(wav[None, None]))[0, 0, : wav.numel()]
-        save_audio(audio_dir / f"{stem}.codec.wav", resynthesis, synth.sample_rate)
-        prompt_text = synth.transcribe_prompt(prompt)
-        generated = synth.synthesize(prompt, job["text"], prompt_text=prompt_text, sampling=SamplingConfig(),
-                                     seed=args.seed + i)
-        save_audio(audio_dir / f"{stem}.{args.model}.wav", generated, synth.sample_rate)
-        items += [
-            evaluation.Item(audio=str(target), text=job["text"], speaker_reference=str(prompt), system="ground truth"),
-            evaluation.Item(audio=str(audio_dir / f"{stem}.codec.wav"), text=job["text"], speaker_reference=str(prompt),
-                            reference=str(target), system="codec resynthesis"),
-            evaluation.Item(audio=str(audio_dir / f"{stem}.{args.model}.wav"), text=job["text"],
-                            speaker_reference=str(prompt), system=args.model, extra={"prompt_text": prompt_text}),
-        ]
-    evaluation.write_text(args.out_dir / "manifest.jsonl", "".join(json.dumps(vars(item)) + "\n" for item in items))
-    scores = [evaluation.score_item(item, dnsmos_on=not args.no_dnsmos)
-              for item in tqdm(items, desc="evaluate", unit="item")]
-    summary = evaluation.summarize(items, scores)
-    rows = [{"audio": item.audio, "system": item.system, **s} for item, s in zip(items, scores)]
-    evaluation.write_text(args.out_dir / "scores.json", json.dumps({"summary": summary, "items": rows}, indent=1))
-    table = evaluation.markdown_table(summary)
-    evaluation.write_text(args.out_dir / "table.md", table)
+    items = evaluation.zero_shot_items(synth, args.clips, jobs, args.out_dir / "audio", args.model, args.seed)
+    table = evaluation.score_and_write(items, args.out_dir, dnsmos_on=not args.no_dnsmos)
     print(f"{len(jobs)} targets from {args.clips}\n{table}", end="")
     return 0
 
