@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     text = syn.add_mutually_exclusive_group(required=True)
     text.add_argument("--text", help="the text to speak (long text is split into sentences)")
     text.add_argument("--text-file", type=Path, help="one utterance per line, synthesized in batches")
-    syn.add_argument("--model", default="valle", help="model type: valle (default) or mobilespeech")
+    syn.add_argument("--model", help="model type, valle or mobilespeech (default: the checkpoint's; bundled: valle)")
     syn.add_argument("--checkpoint", type=Path, help="a release directory (default: the bundled model)")
     syn.add_argument("--out", type=Path, help="output file for --text (default: from the text), folder for "
                                               "--text-file (default: tts_out)")

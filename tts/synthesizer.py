@@ -26,6 +26,7 @@ from tts.text.phonemize import WORD_BOUNDARY, TextError, build_phonemizer, is_ph
 PathLike = Union[str, os.PathLike]
 BUNDLED_MODELS = Path(__file__).resolve().parent / "assets"
 MODEL_TYPES = ("valle", "mobilespeech")
+DEFAULT_MODEL = "valle"  # the bundled model used when none is named
 MIN_PROMPT_SECONDS = 1.0
 SILENCE_DB = -40.0  # frames this far below the prompt's loudest frame count as silence
 SENTENCE_PAUSE_SECONDS = 0.2
@@ -91,10 +92,13 @@ class Synthesizer:
         self.phonemizer = build_phonemizer(self.symbols.frontend)
 
     @classmethod
-    def from_pretrained(cls, checkpoint: Optional[PathLike] = None, model: str = "valle",
+    def from_pretrained(cls, checkpoint: Optional[PathLike] = None, model: Optional[str] = None,
                         device: Union[str, torch.device] = "cpu") -> "Synthesizer":
-        """A release directory, or (``None``) the bundled model of type ``model``."""
-        if model not in MODEL_TYPES:
+        """A release directory (of type ``model`` when given), or (``None``) the bundled model of type ``model``
+        (default: ``DEFAULT_MODEL``)."""
+        if checkpoint is None:
+            model = model or DEFAULT_MODEL
+        if model is not None and model not in MODEL_TYPES:
             raise SynthesisError(f"unknown model {model!r} (expected one of {', '.join(MODEL_TYPES)})")
         if checkpoint is None:
             checkpoint = BUNDLED_MODELS / f"{model}-mini"
@@ -105,7 +109,7 @@ class Synthesizer:
             release = load_token_model(checkpoint, map_location=device)
         except ReleaseError as err:
             raise SynthesisError(f"{checkpoint} is not a usable model release: {err}") from None
-        if release.model_type != model:
+        if model is not None and release.model_type != model:
             raise SynthesisError(f"{checkpoint} holds a {release.model_type} model, not {model}")
         synthesizer = cls(release)
         synthesizer.codec.to(device)

@@ -34,7 +34,7 @@ from tts.synthesizer import Synthesizer  # noqa: E402
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, help="a release directory (default: the bundled model)")
-    parser.add_argument("--model", default="valle")
+    parser.add_argument("--model", help="valle or mobilespeech (default: the checkpoint's)")
     parser.add_argument("--clips", type=Path, required=True, help="folder with manifest.tsv and the clips")
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--limit", type=int, help="evaluate only the first N targets")
@@ -48,7 +48,8 @@ def main() -> int:
     jobs = zero_shot_pairs(read_clips(args.clips))[: args.limit]
     if not jobs:
         parser.error(f"no speaker in {args.clips} has a transcribed utterance and a second clip")
-    items = evaluation.zero_shot_items(synth, args.clips, jobs, args.out_dir / "audio", args.model, args.seed)
+    label = synth.release.model_type
+    items = evaluation.zero_shot_items(synth, args.clips, jobs, args.out_dir / "audio", label, args.seed)
     table = evaluation.score_and_write(items, args.out_dir, dnsmos_on=not args.no_dnsmos)
     print(f"{len(jobs)} targets from {args.clips}\n{table}", end="")
     return 0

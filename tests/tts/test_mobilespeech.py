@@ -101,7 +101,7 @@ def test_training_resumes_exactly_and_the_release_speaks(built, tmp_path):
     # MobileSpeech needs no prompt transcript
     prompt = next(iter(cuts)).recording.sources[0].source
     out = tmp_path / "ms.wav"
-    result = subprocess.run([sys.executable, "-m", "tts.cli", "synthesize", "--model", "mobilespeech",
+    result = subprocess.run([sys.executable, "-m", "tts.cli", "synthesize",  # the model type comes from the release
                              "--checkpoint", str(release), "--prompt", prompt, "--text", "Hello there.",
                              "--out", str(out), "--steps", "4", "--seed", "0"], capture_output=True, text=True,
                             timeout=300)
