@@ -143,16 +143,11 @@ def evaluate(args: argparse.Namespace) -> int:
         items = [evaluation.Item(audio=str(args.audio), text=args.text, system=args.audio.stem,
                                  speaker_reference=text_or_none(args.speaker_reference),
                                  reference=text_or_none(args.reference))]
-    from tqdm import tqdm
-
-    scores = [evaluation.score_item(item, dnsmos_on=not args.no_dnsmos)
-              for item in tqdm(items, desc="evaluate", unit="item", delay=1.0)]
-    summary = evaluation.summarize(items, scores)
-    table = evaluation.markdown_table(summary)
+    results = evaluation.score_items(items, dnsmos_on=not args.no_dnsmos)
+    table = evaluation.markdown_table(results["summary"])
     print(table, end="")
     if args.out is not None:
-        rows = [{"audio": item.audio, "system": item.system, **s} for item, s in zip(items, scores)]
-        evaluation.write_text(args.out, json.dumps({"summary": summary, "items": rows}, indent=1) + "\n")
+        evaluation.write_text(args.out, json.dumps(results, indent=1) + "\n")
     if args.markdown is not None:
         evaluation.write_text(args.markdown, table)
     return 0

@@ -264,18 +264,23 @@ def zero_shot_items(synth, clips: PathLike, jobs: Sequence[Dict[str, str]], audi
     return items
 
 
+def score_items(items: Sequence[Item], dnsmos_on: bool = True) -> dict:
+    """Score every item; returns ``{"summary": per-system means, "items": per-item rows}`` (what scores.json holds)."""
+    from tqdm import tqdm
+
+    scores = [score_item(item, dnsmos_on=dnsmos_on) for item in tqdm(items, desc="evaluate", unit="item", delay=1.0)]
+    rows = [{"audio": item.audio, "system": item.system, **s} for item, s in zip(items, scores)]
+    return {"summary": summarize(items, scores), "items": rows}
+
+
 def score_and_write(items: Sequence[Item], out_dir: PathLike, dnsmos_on: bool = True) -> str:
     """Score the items; write ``manifest.jsonl``, ``scores.json`` and ``table.md`` under ``out_dir``; return the
     table."""
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "manifest.jsonl", "".join(json.dumps(vars(item)) + "\n" for item in items))
-    scores = [score_item(item, dnsmos_on=dnsmos_on) for item in tqdm(items, desc="evaluate", unit="item")]
-    summary = summarize(items, scores)
-    rows = [{"audio": item.audio, "system": item.system, **s} for item, s in zip(items, scores)]
-    write_text(out_dir / "scores.json", json.dumps({"summary": summary, "items": rows}, indent=1) + "\n")
-    table = markdown_table(summary)
+    results = score_items(items, dnsmos_on)
+    write_text(out_dir / "scores.json", json.dumps(results, indent=1) + "\n")
+    table = markdown_table(results["summary"])
     write_text(out_dir / "table.md", table)
     return table

@@ -258,11 +258,9 @@ def _load_release_codec(release: Release) -> LanguageCodec:
         raise SynthesisError(f"the model's codec {path} does not exist (export the release with --copy-codec to "
                              f"keep it inside the release directory)")
     if release.codec_sha256 is not None:
-        actual = weights_sha256(path) if path is not None else None
-        if path is None:
-            from codec.model import BUNDLED_DIR
+        from codec.model import BUNDLED_DIR
 
-            actual = weights_sha256(BUNDLED_DIR)
+        actual = weights_sha256(BUNDLED_DIR if path is None else path)
         if actual is not None and actual != release.codec_sha256:
             raise SynthesisError(f"the codec at {path or 'bundled'} is not the one the model was trained with "
                                  f"(weights SHA-256 differs)")

@@ -196,17 +196,18 @@ class TokenTrainer:
         run draws what an unbroken one would."""
         if "nar" not in self.config.stages:
             return None
-        g = torch.Generator().manual_seed(((self.config.seed * 1_000_003 + self.step) * 1009 + self.acc.process_index)
-                                          * 17 + micro)
-        return int(torch.randint(1, self.config.model.num_codebooks, (1,), generator=g))
+        return int(torch.randint(1, self.config.model.num_codebooks, (1,), generator=self._step_generator(micro)))
+
+    def _step_generator(self, micro: int) -> torch.Generator:
+        """A generator seeded by (seed, step, rank, micro-batch): what a step draws is the same after a resume."""
+        return torch.Generator().manual_seed(((self.config.seed * 1_000_003 + self.step) * 1009
+                                              + self.acc.process_index) * 17 + micro)
 
     def _forward(self, model: nn.Module, batch: TokenBatch, micro: int, nar_stage: Optional[int] = None):
         """The model's outputs on a batch. MobileSpeech draws its masks from a generator of (seed, step, rank,
         micro-batch), like the NAR stage, so that a resumed run repeats an unbroken one."""
         if self.config.model_type == "mobilespeech":
-            g = torch.Generator().manual_seed(((self.config.seed * 1_000_003 + self.step) * 1009
-                                               + self.acc.process_index) * 17 + micro)
-            return model(batch, generator=g)
+            return model(batch, generator=self._step_generator(micro))
         return model(batch, nar_stage=self._nar_stage(micro) if nar_stage is None else nar_stage)
 
     def train_step(self, batches: Sequence[TokenBatch]) -> Dict[str, float]:
