@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--speaker-reference", type=Path, help="audio of the intended voice (speaker similarity)")
     ev.add_argument("--reference", type=Path, help="the original, when --audio is its codec resynthesis")
     ev.add_argument("--no-dnsmos", action="store_true")
+    ev.add_argument("--asr-model", type=Path,
+                    help="local HuggingFace CTC model folder for WER, e.g. HuBERT-Large (default: pocketsphinx)")
+    ev.add_argument("--speaker-model", type=Path,
+                    help="local HuggingFace x-vector model folder for similarity, e.g. WavLM-TDNN "
+                         "(default: resemblyzer)")
+    ev.add_argument("--plot", type=Path, help="write bar charts of the summary as PNG")
     ev.add_argument("--out", type=Path, help="write per-item scores and the summary as JSON")
     ev.add_argument("--markdown", type=Path, help="write the summary table as Markdown")
     return parser
@@ -128,7 +134,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from tts import evaluation
     from tts.synthesizer import SynthesisError
 
-    for path in (args.out, args.markdown):
+    for path in (args.out, args.markdown, args.plot):
         if path is not None and not path.parent.is_dir():
             raise SynthesisError(f"cannot write {path}: folder {path.parent} does not exist")
     if args.manifest is not None:
@@ -143,13 +149,19 @@ def evaluate(args: argparse.Namespace) -> int:
         items = [evaluation.Item(audio=str(args.audio), text=args.text, system=args.audio.stem,
                                  speaker_reference=text_or_none(args.speaker_reference),
                                  reference=text_or_none(args.reference))]
-    results = evaluation.score_items(items, dnsmos_on=not args.no_dnsmos)
+    try:
+        scorer = evaluation.Scorer(args.asr_model, args.speaker_model, not args.no_dnsmos).check()
+    except ValueError as err:
+        raise SynthesisError(str(err)) from None
+    results = evaluation.score_items(items, scorer)
     table = evaluation.markdown_table(results["summary"])
     print(table, end="")
     if args.out is not None:
         evaluation.write_text(args.out, json.dumps(results, indent=1) + "\n")
     if args.markdown is not None:
         evaluation.write_text(args.markdown, table)
+    if args.plot is not None and not evaluation.plot_summary(results["summary"], args.plot):
+        raise SynthesisError("--plot needs matplotlib (pip install -e \".[eval]\")")
     return 0
 
 

@@ -1,9 +1,12 @@
 """Offline evaluation of synthesized speech: WER (pocketsphinx + jiwer), speaker similarity (resemblyzer cosine),
 DNSMOS (speechmos), and for codec resynthesis PESQ, STOI and V/UV F1 against the original.
 
-Every model ships inside its package (``pip install -e ".[eval]"``), so nothing downloads. These are not the paper's
-models (HuBERT-Large CTC for WER, WavLM-TDNN for similarity): pocketsphinx is a weak ASR (0.32 mean WER on the real
-clips of the development set), good for comparing systems on the same texts, not for absolute figures.
+Every default model ships inside its package (``pip install -e ".[eval]"``), so nothing downloads. These are not the
+paper's models (HuBERT-Large CTC for WER, WavLM-TDNN for similarity): pocketsphinx is a weak ASR (0.32 mean WER on the
+real clips of the development set), good for comparing systems on the same texts, not for absolute figures. A
+``Scorer`` given local HuggingFace model folders uses them instead: a CTC model for WER (e.g. a downloaded copy of
+``facebook/hubert-large-ls960-ft``, the paper's ASR) and an x-vector model for similarity (e.g.
+``microsoft/wavlm-base-plus-sv``, WavLM with a TDNN x-vector head).
 """
 
 from __future__ import annotations
@@ -91,8 +94,12 @@ def speaker_embedding(wav: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def speaker_similarity(a: np.ndarray, b: np.ndarray, sample_rate: int) -> float:
     """Cosine of resemblyzer d-vectors (same voice ~0.87, different voices ~0.56 on the development clips)."""
-    x, y = speaker_embedding(a, sample_rate), speaker_embedding(b, sample_rate)
-    return float(np.dot(x, y) / (np.linalg.norm(x) * np.linalg.norm(y) + 1e-9))
+    return cosine(speaker_embedding(a, sample_rate), speaker_embedding(b, sample_rate))
+
+
+def cosine(x: np.ndarray, y: np.ndarray) -> float:
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    return float(np.dot(x, y) / max(np.linalg.norm(x) * np.linalg.norm(y), 1e-30))
 
 
 def dnsmos(wav: np.ndarray, sample_rate: int) -> Dict[str, float]:
@@ -106,6 +113,106 @@ def dnsmos(wav: np.ndarray, sample_rate: int) -> Dict[str, float]:
     scores = _dnsmos.run(audio, sr=ASR_RATE)
     return {"dnsmos_ovrl": float(scores["ovrl_mos"]), "dnsmos_sig": float(scores["sig_mos"]),
             "dnsmos_bak": float(scores["bak_mos"]), "dnsmos_p808": float(scores["p808_mos"])}
+
+
+@lru_cache(maxsize=2)
+def _hf_model(path: str, kind: str):
+    """(feature extractor or processor, model in eval mode) from a local HuggingFace folder; ``kind`` is ``ctc``
+    or ``xvector``. transformers reads safetensors, or ``.bin`` files with ``weights_only`` loading."""
+    try:
+        import transformers
+    except ImportError:
+        raise ValueError(f"{path}: local HuggingFace models need the transformers package "
+                         "(pip install -e \".[eval]\")") from None
+    if not (Path(path) / "config.json").is_file():
+        raise ValueError(f"{path} is not a HuggingFace model folder (no config.json)")
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
+    try:
+        if kind == "ctc":
+            frontend = transformers.AutoProcessor.from_pretrained(path, local_files_only=True)
+            model = transformers.AutoModelForCTC.from_pretrained(path, local_files_only=True)
+        else:
+            frontend = transformers.AutoFeatureExtractor.from_pretrained(path, local_files_only=True)
+            model = transformers.AutoModelForAudioXVector.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"{path}: cannot load a {kind} model ({first})") from None
+    return frontend, model.eval()
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Which models score speech. Defaults are the bundled offline ones (pocketsphinx, resemblyzer, DNSMOS).
+
+    Attributes:
+        asr_model: a local HuggingFace CTC model folder (e.g. HuBERT-Large fine-tuned on LibriSpeech) for WER.
+        speaker_model: a local HuggingFace x-vector model folder (e.g. WavLM + TDNN) for speaker similarity.
+        dnsmos: whether to compute DNSMOS.
+    """
+
+    asr_model: Optional[str] = None
+    speaker_model: Optional[str] = None
+    dnsmos: bool = True
+
+    def check(self) -> "Scorer":
+        """Load the local models now, so that a bad folder fails before any work; returns self."""
+        if self.asr_model is not None:
+            _hf_model(str(self.asr_model), "ctc")
+        if self.speaker_model is not None:
+            _hf_model(str(self.speaker_model), "xvector")
+        return self
+
+    def describe(self) -> Dict[str, str]:
+        return {"asr": str(self.asr_model or "pocketsphinx en-us"),
+                "speaker": str(self.speaker_model or "resemblyzer"), "dnsmos": "speechmos" if self.dnsmos else "off"}
+
+    def transcribe(self, wav: np.ndarray, sample_rate: int) -> str:
+        if self.asr_model is None:
+            return transcribe(wav, sample_rate)
+        import torch
+
+        processor, model = _hf_model(str(self.asr_model), "ctc")
+        audio = resample(np.asarray(wav, dtype=np.float32), sample_rate, ASR_RATE)
+        inputs = processor(audio, sampling_rate=ASR_RATE, return_tensors="pt")
+        with torch.inference_mode():
+            logits = model(inputs.input_values).logits
+        return processor.batch_decode(logits.argmax(-1), skip_special_tokens=True)[0]
+
+    def embed(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
+        if self.speaker_model is None:
+            return speaker_embedding(wav, sample_rate)
+        import torch
+
+        extractor, model = _hf_model(str(self.speaker_model), "xvector")
+        audio = resample(np.asarray(wav, dtype=np.float32), sample_rate, ASR_RATE)
+        inputs = extractor(audio, sampling_rate=ASR_RATE, return_tensors="pt")
+        with torch.inference_mode():
+            return model(**inputs).embeddings[0].numpy()
+
+    def speaker_similarity(self, a: np.ndarray, b: np.ndarray, sample_rate: int) -> float:
+        return cosine(self.embed(a, sample_rate), self.embed(b, sample_rate))
+
+    def score(self, item: "Item", sample_rate: int = 24000) -> Dict[str, float]:
+        """Every metric the item's fields allow."""
+        from codec.metrics import pesq_wb, stoi, vuv_f1
+
+        audio = load_audio(item.audio, sample_rate).numpy()
+        scores: Dict[str, float] = {"seconds": audio.size / sample_rate}
+        if item.text is not None:
+            scores["wer"] = word_error_rate(item.text, self.transcribe(audio, sample_rate))
+        if item.speaker_reference is not None:
+            reference = load_audio(item.speaker_reference, sample_rate).numpy()
+            scores["speaker_similarity"] = self.speaker_similarity(audio, reference, sample_rate)
+        if self.dnsmos:
+            scores.update(dnsmos(audio, sample_rate))
+        if item.reference is not None:
+            reference = load_audio(item.reference, sample_rate).numpy()
+            n = min(reference.size, audio.size)
+            scores.update(pesq=pesq_wb(reference[:n], audio[:n], sample_rate),
+                          stoi=stoi(reference[:n], audio[:n], sample_rate),
+                          vuv_f1=vuv_f1(reference[:n], audio[:n], sample_rate))
+        return scores
 
 
 @dataclass
@@ -150,29 +257,6 @@ def read_manifest(path: PathLike) -> List[Item]:
     return items
 
 
-def score_item(item: Item, sample_rate: int = 24000, dnsmos_on: bool = True) -> Dict[str, float]:
-    """Every metric the item's fields allow."""
-    from codec.metrics import pesq_wb, stoi, vuv_f1
-
-    audio = load_audio(item.audio, sample_rate).numpy()
-    scores: Dict[str, float] = {"seconds": audio.size / sample_rate}
-    if item.text is not None:
-        hypothesis = transcribe(audio, sample_rate)
-        scores["wer"] = word_error_rate(item.text, hypothesis)
-    if item.speaker_reference is not None:
-        scores["speaker_similarity"] = speaker_similarity(audio, load_audio(item.speaker_reference, sample_rate)
-                                                          .numpy(), sample_rate)
-    if dnsmos_on:
-        scores.update(dnsmos(audio, sample_rate))
-    if item.reference is not None:
-        reference = load_audio(item.reference, sample_rate).numpy()
-        n = min(reference.size, audio.size)
-        scores.update(pesq=pesq_wb(reference[:n], audio[:n], sample_rate),
-                      stoi=stoi(reference[:n], audio[:n], sample_rate),
-                      vuv_f1=vuv_f1(reference[:n], audio[:n], sample_rate))
-    return scores
-
-
 METRICS = ("wer", "speaker_similarity", "dnsmos_ovrl", "dnsmos_sig", "dnsmos_bak", "dnsmos_p808", "pesq", "stoi",
            "vuv_f1", "seconds")
 
@@ -198,6 +282,48 @@ def markdown_table(summary: Dict[str, Dict[str, float]]) -> str:
         cells = [f"{s[m]:.3f}" if m in s else "" for m in metrics]
         lines.append(f"| {system} | {int(s['items'])} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+PLOTTED = (("wer", "WER (lower is better)"), ("speaker_similarity", "speaker similarity"),
+           ("dnsmos_ovrl", "DNSMOS overall"), ("pesq", "PESQ"), ("stoi", "STOI"), ("vuv_f1", "V/UV F1"))
+
+
+def plot_bars(groups: Dict[str, Dict[str, float]], panels: Sequence[tuple], path: PathLike, title: str = "") -> bool:
+    """One bar panel per ``(metric, label)`` with a bar per group, saved atomically as PNG. Panels no group has are
+    left out; returns False (and writes nothing) when matplotlib is not installed or nothing is left to plot."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    panels = [(m, label) for m, label in panels if any(m in g for g in groups.values())]
+    if not panels:
+        return False
+    names = list(groups)
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 + 0.55 * len(names) * len(panels), 3.4), squeeze=False)
+    colors = plt.get_cmap("tab10").colors
+    for ax, (metric, label) in zip(axes[0], panels):
+        values = [groups[n].get(metric, float("nan")) for n in names]
+        ax.bar(range(len(names)), values, color=[colors[i % len(colors)] for i in range(len(names))])
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right", fontsize=8)
+        ax.set_title(label, fontsize=9)
+        for i, v in enumerate(values):
+            if not math.isnan(v):
+                ax.annotate(f"{v:.2f}", (i, v), ha="center", va="bottom", fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(Path(path)) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return True
+
+
+def plot_summary(summary: Dict[str, Dict[str, float]], path: PathLike) -> bool:
+    """Bar charts of the per-system means (see ``plot_bars``)."""
+    return plot_bars(summary, PLOTTED, path)
 
 
 def write_text(path: PathLike, text: str) -> None:
@@ -264,22 +390,24 @@ def zero_shot_items(synth, clips: PathLike, jobs: Sequence[Dict[str, str]], audi
     return items
 
 
-def score_items(items: Sequence[Item], dnsmos_on: bool = True) -> dict:
-    """Score every item; returns ``{"summary": per-system means, "items": per-item rows}`` (what scores.json holds)."""
+def score_items(items: Sequence[Item], scorer: Scorer = Scorer()) -> dict:
+    """Score every item; returns ``{"summary": per-system means, "items": per-item rows, "models": what scored}``
+    (what scores.json holds)."""
     from tqdm import tqdm
 
-    scores = [score_item(item, dnsmos_on=dnsmos_on) for item in tqdm(items, desc="evaluate", unit="item", delay=1.0)]
+    scores = [scorer.score(item) for item in tqdm(items, desc="evaluate", unit="item", delay=1.0)]
     rows = [{"audio": item.audio, "system": item.system, **s} for item, s in zip(items, scores)]
-    return {"summary": summarize(items, scores), "items": rows}
+    return {"summary": summarize(items, scores), "items": rows, "models": scorer.describe()}
 
 
-def score_and_write(items: Sequence[Item], out_dir: PathLike, dnsmos_on: bool = True) -> str:
-    """Score the items; write ``manifest.jsonl``, ``scores.json`` and ``table.md`` under ``out_dir``; return the
-    table."""
+def score_and_write(items: Sequence[Item], out_dir: PathLike, scorer: Scorer = Scorer()) -> str:
+    """Score the items; write ``manifest.jsonl``, ``scores.json``, ``table.md`` and ``scores.png`` under ``out_dir``;
+    return the table."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "manifest.jsonl", "".join(json.dumps(vars(item)) + "\n" for item in items))
-    results = score_items(items, dnsmos_on)
+    results = score_items(items, scorer)
+    plot_summary(results["summary"], out_dir / "scores.png")
     write_text(out_dir / "scores.json", json.dumps(results, indent=1) + "\n")
     table = markdown_table(results["summary"])
     write_text(out_dir / "table.md", table)

@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT / "recipes" / "mini"))
 from codec import load_codec  # noqa: E402
 from codec.training import CodecTrainer, load_train_config  # noqa: E402
 from tts import evaluation  # noqa: E402
-from tts.ablation import codebook_entropy, codec_scores, report  # noqa: E402
+from tts.ablation import codebook_entropy, codec_scores, plot_results, report  # noqa: E402
 from tts.data.dataset import cut_codes  # noqa: E402
 from tts.data.pipeline import PipelineConfig, run as run_pipeline  # noqa: E402
 from tts.synthesizer import Synthesizer  # noqa: E402
@@ -128,11 +128,11 @@ class Ablation:
         clips = Path(e["clips"])
         rows = [r for r in evaluation.read_clips(clips) if r["role"] == "full_utterance" and
                 r["transcript"] != "unknown"][: e.get("codec_clips", 10)]
-        dnsmos_on = e.get("dnsmos", True)
+        scorer = evaluation.Scorer(e.get("asr_model"), e.get("speaker_model"), e.get("dnsmos", True)).check()
         results: Dict[str, dict] = {"codec": {}, "entropy": {}, "tts": {}}
         for kind in KINDS:
             codec = load_codec(self.out / f"codec_{kind}" / "release")
-            results["codec"][kind] = codec_scores(codec, clips, rows, dnsmos_on)
+            results["codec"][kind] = codec_scores(codec, clips, rows, scorer)
             cuts = CutSet.from_file(self.out / f"tokens_{kind}" / "cuts_train.jsonl.gz")
             results["entropy"][kind] = codebook_entropy([cut_codes(c) for c in cuts], codec.codebook_size)
         jobs = evaluation.zero_shot_pairs(evaluation.read_clips(clips))[: e.get("tts_targets", 10)]
@@ -142,7 +142,7 @@ class Ablation:
                 folder = self.out / "eval" / f"{model}_{kind}"
                 items = evaluation.zero_shot_items(synth, clips, jobs, folder / "audio", model, seed=0)
                 mine = [item for item in items if item.system == model]
-                evaluation.score_and_write(mine, folder, dnsmos_on)
+                evaluation.score_and_write(mine, folder, scorer)
                 summary = json.loads((folder / "scores.json").read_text())["summary"][model]
                 results["tts"][f"{model}_{kind}"] = summary
         evaluation.write_text(self.out / "results.json", json.dumps(results, indent=1) + "\n")
@@ -156,7 +156,7 @@ class Ablation:
                              c.get("token_models", {}).items())
                  + f". Evaluation clips: `{c['eval']['clips']}`. Command: `python recipes/ablation/run.py "
                  f"--config {c.get('_path', '...')} --out-dir {self.out}`.")
-        evaluation.write_text(self.out / "report.md", report(results, setup))
+        evaluation.write_text(self.out / "report.md", report(results, setup, plot_results(results, self.out)))
 
 
 def main() -> int:

@@ -11,8 +11,8 @@ WER uses the target transcript, and speaker similarity uses the prompt.
         --out-dir runs/eval_valle_mini --seed 0
 
 The prompt's transcript is not known for crops, so it is transcribed offline (pocketsphinx), as `tts synthesize`
-does when `--prompt-text` is missing. Writes ``<out-dir>/audio/``, ``manifest.jsonl``, ``scores.json`` and
-``table.md``.
+does when `--prompt-text` is missing. Writes ``<out-dir>/audio/``, ``manifest.jsonl``, ``scores.json``,
+``table.md`` and ``scores.png``.
 """
 
 from __future__ import annotations
@@ -40,17 +40,25 @@ def main() -> int:
     parser.add_argument("--limit", type=int, help="evaluate only the first N targets")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-dnsmos", action="store_true")
+    parser.add_argument("--asr-model", type=Path,
+                        help="local HuggingFace CTC model folder for WER (default pocketsphinx)")
+    parser.add_argument("--speaker-model", type=Path,
+                        help="local HuggingFace x-vector model folder for similarity (default resemblyzer)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    try:
+        scorer = evaluation.Scorer(args.asr_model, args.speaker_model, not args.no_dnsmos).check()
+    except ValueError as err:
+        parser.error(str(err))
     synth = Synthesizer.from_pretrained(args.checkpoint, args.model)
     jobs = zero_shot_pairs(read_clips(args.clips))[: args.limit]
     if not jobs:
         parser.error(f"no speaker in {args.clips} has a transcribed utterance and a second clip")
     label = synth.release.model_type
     items = evaluation.zero_shot_items(synth, args.clips, jobs, args.out_dir / "audio", label, args.seed)
-    table = evaluation.score_and_write(items, args.out_dir, dnsmos_on=not args.no_dnsmos)
+    table = evaluation.score_and_write(items, args.out_dir, scorer)
     print(f"{len(jobs)} targets from {args.clips}\n{table}", end="")
     return 0
 

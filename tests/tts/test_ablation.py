@@ -39,6 +39,8 @@ def test_smoke_run(tmp_path):
     report = (tmp_path / "run" / "report.md").read_text()
     for heading in ("## Codec reconstruction", "## How much the first codebook carries", "## Zero-shot TTS"):
         assert heading in report
+    for chart in ("codec.png", "tts.png"):  # the report's plots, beside it
+        assert f"]({chart})" in report and (tmp_path / "run" / chart).read_bytes()[:4] == b"\x89PNG"
     again = subprocess.run(cmd + ["--force", "report"], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert again.returncode == 0 and "[ablation] codec_mcrvq: done" in again.stdout, again.stderr[-2000:]
     assert "[ablation] report\n" in again.stdout

@@ -67,3 +67,61 @@ def test_cli_manifest_writes_json_and_markdown(tmp_path):
     result = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and result.stderr.strip().startswith("tts: error: manifest:"), result.stderr
     assert not (tmp_path / "bad.json").exists()
+
+
+def tiny_hf_models(folder):
+    """A random HuBERT CTC model with its processor, and a random WavLM x-vector model, saved as local folders."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ'"
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: i + 5 for i, c in enumerate(letters)}}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    extractor = transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+                                                      do_normalize=True, return_attention_mask=False)
+    tokenizer = transformers.Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|")
+    small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
+                 conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    asr = transformers.HubertForCTC(transformers.HubertConfig(vocab_size=len(vocab), **small))
+    asr.save_pretrained(folder / "asr")
+    transformers.Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder / "asr")
+    speaker = transformers.WavLMForXVector(transformers.WavLMConfig(
+        tdnn_dim=(16, 16), tdnn_kernel=(3, 1), tdnn_dilation=(1, 1), xvector_output_dim=8, num_buckets=32, **small))
+    speaker.save_pretrained(folder / "speaker")
+    extractor.save_pretrained(folder / "speaker")
+    return folder / "asr", folder / "speaker"
+
+
+def test_local_huggingface_models_replace_the_defaults(tmp_path):
+    asr, speaker = tiny_hf_models(tmp_path)
+    scorer = evaluation.Scorer(str(asr), str(speaker), dnsmos=False).check()
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal(24000).astype(np.float32) * 0.1 for _ in range(2))
+    text = scorer.transcribe(a, 24000)
+    assert isinstance(text, str) and set(text) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZ' ")  # the CTC model's alphabet
+    assert scorer.speaker_similarity(a, a, 24000) == pytest.approx(1.0, abs=1e-6)
+    embedding = scorer.embed(a, 24000)
+    assert embedding.shape == (8,)  # the x-vector model's, not resemblyzer's 256
+    assert -1.0 <= scorer.speaker_similarity(a, b, 24000) <= 1.0
+    assert scorer.describe()["asr"] == str(asr)
+    with pytest.raises(ValueError, match="not a HuggingFace model folder"):
+        evaluation.Scorer(asr_model=str(tmp_path)).check()
+
+
+def test_cli_evaluate_with_local_models_and_plot(tmp_path):
+    asr, speaker = tiny_hf_models(tmp_path)
+    clip = shared_path("speech", "librispeech_1221_1221-135767-0014.wav")
+    base = [sys.executable, "-m", "tts.cli", "evaluate", "--audio", clip, "--text", "anything",
+            "--speaker-reference", clip, "--no-dnsmos"]
+    cmd = base + ["--asr-model", asr, "--speaker-model", speaker, "--out", tmp_path / "s.json",
+                  "--plot", tmp_path / "s.png"]
+    result = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    scores = json.loads((tmp_path / "s.json").read_text())
+    assert scores["models"]["speaker"] == str(speaker)
+    assert scores["items"][0]["speaker_similarity"] == pytest.approx(1.0, abs=1e-5)
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cmd = base + ["--asr-model", tmp_path / "missing", "--out", tmp_path / "t.json"]
+    result = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1 and "not a HuggingFace model folder" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.json").exists()
