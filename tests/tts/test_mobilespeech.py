@@ -98,6 +98,17 @@ def test_training_resumes_exactly_and_the_release_speaks(built, tmp_path):
     assert {"valid/smd_loss", "valid/smd_accuracy", "valid/duration_loss", "valid/aligner_loss"} <= set(results)
     assert "valid/duration_accuracy" not in results
     release = resumed.export(dtype=torch.float32)
+    # the export recipe makes the same release from the run's latest checkpoint, in fp16 when asked
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes" / "valle"))
+    from export import export
+
+    from tts.release import load_token_model
+
+    exported = load_token_model(export([tmp_path / "b"], tmp_path / "exported", dtype=torch.float16)).model
+    assert isinstance(exported, type(resumed.unwrapped))
+    own = resumed.unwrapped.state_dict()
+    assert all(torch.equal(v.half().float(), exported.state_dict()[k].float()) for k, v in own.items()
+               if v.is_floating_point())
     # MobileSpeech needs no prompt transcript
     prompt = next(iter(cuts)).recording.sources[0].source
     out = tmp_path / "ms.wav"
