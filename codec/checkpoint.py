@@ -30,9 +30,10 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     suffix = "".join(path.suffixes[-2:]) or ".tmp"  # keep ".jsonl.gz": readers pick the format from it
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual mode of a new file
     try:
         yield Path(tmp)
+        # mkstemp makes 0600 files, and some writers (safetensors) recreate the file: give the usual mode at the end
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
