@@ -141,6 +141,17 @@ def _hf_model(path: str, kind: str):
     return frontend, model.eval()
 
 
+def _hf_run(path: PathLike, kind: str, wav: np.ndarray, sample_rate: int):
+    """(frontend, model output) of a local HuggingFace model on one waveform, at 16 kHz."""
+    import torch
+
+    frontend, model = _hf_model(str(path), kind)
+    audio = resample(np.asarray(wav, dtype=np.float32), sample_rate, ASR_RATE)
+    inputs = frontend(audio, sampling_rate=ASR_RATE, return_tensors="pt")
+    with torch.inference_mode():
+        return frontend, model(**inputs)
+
+
 @dataclass(frozen=True)
 class Scorer:
     """Which models score speech. Defaults are the bundled offline ones (pocketsphinx, resemblyzer, DNSMOS).
@@ -170,25 +181,13 @@ class Scorer:
     def transcribe(self, wav: np.ndarray, sample_rate: int) -> str:
         if self.asr_model is None:
             return transcribe(wav, sample_rate)
-        import torch
-
-        processor, model = _hf_model(str(self.asr_model), "ctc")
-        audio = resample(np.asarray(wav, dtype=np.float32), sample_rate, ASR_RATE)
-        inputs = processor(audio, sampling_rate=ASR_RATE, return_tensors="pt")
-        with torch.inference_mode():
-            logits = model(inputs.input_values).logits
-        return processor.batch_decode(logits.argmax(-1), skip_special_tokens=True)[0]
+        processor, out = _hf_run(self.asr_model, "ctc", wav, sample_rate)
+        return processor.batch_decode(out.logits.argmax(-1), skip_special_tokens=True)[0]
 
     def embed(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
         if self.speaker_model is None:
             return speaker_embedding(wav, sample_rate)
-        import torch
-
-        extractor, model = _hf_model(str(self.speaker_model), "xvector")
-        audio = resample(np.asarray(wav, dtype=np.float32), sample_rate, ASR_RATE)
-        inputs = extractor(audio, sampling_rate=ASR_RATE, return_tensors="pt")
-        with torch.inference_mode():
-            return model(**inputs).embeddings[0].numpy()
+        return _hf_run(self.speaker_model, "xvector", wav, sample_rate)[1].embeddings[0].numpy()
 
     def speaker_similarity(self, a: np.ndarray, b: np.ndarray, sample_rate: int) -> float:
         return cosine(self.embed(a, sample_rate), self.embed(b, sample_rate))
