@@ -77,7 +77,7 @@ def plot_results(results: dict, folder: Path) -> Dict[str, str]:
     panels = (("pesq", "PESQ"), ("stoi", "STOI"), ("vuv_f1", "V/UV F1"), ("wer", "WER (lower is better)"))
     if codec and evaluation.plot_bars(codec, panels, folder / "codec.png", "codec reconstruction from k codebooks"):
         written["codec"] = "codec.png"
-    tts = results.get("tts", {})
+    tts = {**results.get("tts_reference", {}), **results.get("tts", {})}
     panels = (("wer", "WER (lower is better)"), ("speaker_similarity", "speaker similarity"),
               ("dnsmos_ovrl", "DNSMOS overall"))
     if tts and evaluation.plot_bars(tts, panels, folder / "tts.png", "zero-shot TTS"):
@@ -119,6 +119,9 @@ def report(results: dict, setup: str, plots: Optional[Dict[str, str]] = None) ->
                   "3 s prompts from another clip of the same speaker; targets are transcribed utterances.", "",
                   "| model | quantizer | WER | speaker sim. | DNSMOS | items |",
                   "| --- | --- | --- | --- | --- | --- |"]
+        for name, s in results.get("tts_reference", {}).items():
+            lines.append(f"| {name} | | {_cell(s.get('wer'))} | {_cell(s.get('speaker_similarity'))} | "
+                         f"{_cell(s.get('dnsmos_ovrl'))} | {int(s.get('items', 0))} |")
         for name, s in results["tts"].items():
             model, kind = name.rsplit("_", 1)
             lines.append(f"| {model} | {kind} | {_cell(s.get('wer'))} | {_cell(s.get('speaker_similarity'))} | "
