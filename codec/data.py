@@ -28,11 +28,12 @@ class AudioCropDataset(torch.utils.data.Dataset):
         for i, cut in enumerate(cuts):
             if cut.sampling_rate != self.sample_rate:
                 cut = cut.resample(self.sample_rate)
+            if cut.num_samples > self.segment:  # read the crop only, not the whole recording
+                start = int(torch.randint(0, cut.num_samples - self.segment + 1, (1,)))
+                cut = cut.truncate(offset=start / self.sample_rate, duration=self.segment / self.sample_rate,
+                                   preserve_id=True)
             audio = cut.load_audio()
-            wav = torch.from_numpy(np.ascontiguousarray(audio.mean(axis=0), dtype=np.float32))
-            if wav.numel() > self.segment:
-                start = int(torch.randint(0, wav.numel() - self.segment + 1, (1,)))
-                wav = wav[start:start + self.segment]
+            wav = torch.from_numpy(np.ascontiguousarray(audio.mean(axis=0), dtype=np.float32))[: self.segment]
             out[i, : wav.numel()] = wav
             if self.gain_db is not None:
                 peak = out[i].abs().max()

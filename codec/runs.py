@@ -85,6 +85,37 @@ class CheckpointStore:
         return json.loads(own.read_text())
 
 
+class MetricsLog:
+    """``<out>/metrics.jsonl``: one JSON line per logged step, beside whatever trackers a run has, so a learning
+    curve can be read back without a tracker's tools. Written by the main process; a resumed run appends (a step
+    logged twice, before and after an interruption, keeps its last line when read with ``read``)."""
+
+    NAME = "metrics.jsonl"
+
+    def __init__(self, out_dir: os.PathLike, enabled: bool = True):
+        self.path = Path(out_dir) / self.NAME
+        self.enabled = enabled
+
+    def write(self, values: dict, step: int) -> None:
+        if not self.enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **{k: float(v) for k, v in values.items()}}) + "\n")
+
+    @classmethod
+    def read(cls, out_dir: os.PathLike) -> List[dict]:
+        """The logged lines merged per step, in step order."""
+        merged: dict = {}
+        path = Path(out_dir) / cls.NAME
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    merged.setdefault(row["step"], {}).update(row)
+        return [merged[k] for k in sorted(merged)]
+
+
 def sampler_state(state: dict) -> dict:
     """A Lhotse sampler state read back from JSON (which made the epoch keys of its diagnostics strings)."""
     stats = state.get("diagnostics", {}).get("stats_per_epoch")

@@ -13,10 +13,10 @@ import dataclasses
 import json
 import os
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional, Union
 
 import torch
 from torch import nn
@@ -26,10 +26,16 @@ from .data import AudioCropDataset
 from .discriminators import DiscriminatorConfig, Discriminators, SubOutput
 from .losses import LossWeights, MelLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from .model import LanguageCodec
-from .runs import (CheckpointStore, NonFiniteLossError, agree_finite, endless, flat, merge, read_yaml, sampler_state,
-                   tuples, warmup_cosine)
+from .runs import (CheckpointStore, MetricsLog, NonFiniteLossError, agree_finite, endless, flat, merge, read_yaml,
+                   sampler_state, tuples, warmup_cosine)
 
-__all__ = ["CodecTrainer", "NonFiniteLossError", "TrainConfig", "load_train_config"]
+__all__ = ["CodecTrainer", "NonFiniteLossError", "TrainConfig", "load_train_config", "resolve_init_source"]
+
+DISCRIMINATORS_WEIGHTS = "discriminators.safetensors"
+DISCRIMINATORS_CONFIG = "discriminators.json"
+# Quantizer fields that shape training only (EMA decay, k-means, dead-code threshold, the quantizer-count draw): a run
+# may start from weights trained with other values of them.
+_TRAINING_ONLY = {"decay", "epsilon", "kmeans_iters", "threshold_ema_dead_code", "train_num_quantizers"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,19 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@contextmanager
+def _frozen(module: nn.Module, active: bool = True) -> Iterator[None]:
+    """``module``'s parameters without ``requires_grad`` inside the block (their earlier flags come back after)."""
+    params = [p for p in module.parameters() if p.requires_grad] if active else []
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def _split(verdicts: Dict[str, List[SubOutput]], n: int):
@@ -119,11 +138,17 @@ class CodecTrainer:
         self.step = 0
         self.nonfinite = 0
         self.store = CheckpointStore(self.acc, self.out, config.keep_checkpoints)
+        self.metrics = MetricsLog(self.out, enabled=self.acc.is_main_process)
         if self.acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
         if log_with:
             self.acc.init_trackers("languagecodec", config=flat(config.to_dict()), init_kwargs=tracker_kwargs or {})
+
+    def log(self, values: Dict[str, float]) -> None:
+        """To the trackers and to ``<out>/metrics.jsonl``."""
+        self.acc.log(values, step=self.step)
+        self.metrics.write(values, self.step)
 
     @property
     def codec(self) -> LanguageCodec:
@@ -173,11 +198,16 @@ class CodecTrainer:
         mel = self.mel(audio, wav)
         loss_g = w.mel * mel + w.commitment * out.commit_loss
         logs.update(mel=mel.item(), commit=out.commit_loss.item())
-        # The generator's loss goes through the discriminators too; their gradients are not synced nor used here.
-        with self.acc.no_sync(self.discs) if adversarial else nullcontext():
+        # The generator's loss goes through the discriminators too. Their weights take no gradient from it (frozen:
+        # the backward pass then skips their weight gradients, ~1/3 of its cost) and nothing of theirs is synced.
+        with self.acc.no_sync(self.discs) if adversarial else nullcontext(), _frozen(self.discs, adversarial):
             if adversarial:
                 with self.acc.autocast():
-                    real, fake = _split(self.discs(torch.cat([wav, audio])), wav.shape[0])
+                    # The real crops' features are targets only: computed without a graph, so the backward pass
+                    # runs through the generated half alone (the same values as one pass over both halves).
+                    with torch.no_grad():
+                        real = self.discs(wav)
+                    fake = self.discs(audio)
                     adv, fm = generator_adversarial_loss(fake), feature_matching_loss(real, fake)
                 loss_g = loss_g + w.adversarial * adv + w.feature_matching * fm
                 logs.update(adversarial=adv.item(), feature_matching=fm.item())
@@ -225,7 +255,7 @@ class CodecTrainer:
                 now = time.perf_counter()
                 mean = {k: sum(d.get(k, 0.0) for d in window) / len(window) for k in window[-1]}
                 mean["audio_seconds_per_second"] = audio_seconds / (now - last)
-                self.acc.log({f"train/{k}": v for k, v in mean.items()}, step=self.step)
+                self.log({f"train/{k}": v for k, v in mean.items()})
                 bar.set_postfix(mel=f"{mean['mel']:.3f}", loss_g=f"{mean['loss_g']:.2f}")
                 last, window, audio_seconds = now, [], 0.0
             if self.valid_cuts is not None and self.step % self.config.validate_every == 0:
@@ -257,13 +287,58 @@ class CodecTrainer:
         self.sched_d.load_state_dict(state["sched_d"])
         return True
 
-    def export(self, directory: Optional[os.PathLike] = None, dtype: Optional[torch.dtype] = None) -> Path:
-        """The generator as a release directory (``config.json`` + ``model.safetensors``)."""
+    def export(self, directory: Optional[os.PathLike] = None, dtype: Optional[torch.dtype] = None,
+               discriminators: bool = False) -> Path:
+        """The generator as a release directory (``config.json`` + ``model.safetensors``); with ``discriminators``
+        their weights and config go beside it, so that a later run can continue the adversarial phase."""
         directory = Path(directory) if directory else self.out / "release"
         if self.acc.is_main_process:
             self.codec.save_pretrained(directory, dtype=dtype)
+            if discriminators:
+                save_discriminators(self.acc.unwrap_model(self.discs), self.config.discriminators, directory)
         self.acc.wait_for_everyone()
         return directory
+
+    # Starting from released weights ---------------------------------------------------------------------------------
+
+    def init_from(self, source: Union[str, os.PathLike]) -> Dict[str, object]:
+        """Start this run from released weights instead of a random init.
+
+        ``source`` is a release directory, ``"bundled"`` (the codec shipped in the package) or an official
+        Language-Codec checkpoint file. The generator's weights come along with the codebooks and their EMA state
+        (cluster sizes, running sums, the k-means flag), so quantization continues where the release left it. The
+        discriminators come along when the directory holds them (``export(discriminators=True)``) in this run's
+        discriminator config; otherwise they start fresh. Optimizers, schedules and the step start anew: the
+        config's ``lr_warmup_steps`` warms the restarted optimizer up. Call before training, on every rank.
+        Returns what was loaded (also written to ``<out>/init_from.json``).
+        """
+        from .checkpoint import load_safetensors, load_strict
+        from .errors import CodecError
+        from .model import LanguageCodec
+
+        path = resolve_init_source(source)
+        if path.is_dir():
+            released = LanguageCodec.from_pretrained(path)
+        else:
+            released = LanguageCodec.from_official_checkpoint(path)
+        differences = _architecture_diff(released.config.to_dict(), self.config.codec.to_dict())
+        if differences:
+            raise CodecError(f"{source} has another codec architecture than this run's config: "
+                             f"{', '.join(differences)}")
+        load_strict(self.codec, released.state_dict(), source=str(path))
+        info: Dict[str, object] = {"source": str(path), "discriminators": False}
+        weights, config = path / DISCRIMINATORS_WEIGHTS, path / DISCRIMINATORS_CONFIG
+        if path.is_dir() and weights.is_file() and config.is_file():
+            theirs = json.loads(config.read_text())
+            if theirs == json.loads(json.dumps(dataclasses.asdict(self.config.discriminators))):
+                load_strict(self.acc.unwrap_model(self.discs), load_safetensors(weights), source=str(weights))
+                info["discriminators"] = True
+            else:
+                info["discriminators_skipped"] = "their config differs from this run's"
+        if self.acc.is_main_process:
+            (self.out / "init_from.json").write_text(json.dumps(info, indent=1) + "\n")
+        self.acc.wait_for_everyone()
+        return info
 
     # Validation -------------------------------------------------------------------------------------------------
 
@@ -286,7 +361,7 @@ class CodecTrainer:
                 for name, value in mean_scores(scores).items():
                     results[f"valid/{name}_{k}cb"] = value
             codec.train()
-            self.acc.log(results, step=self.step)
+            self.log(results)
             self._log_audio(codec, clips[:1])
         self.acc.wait_for_everyone()
         return results
@@ -306,6 +381,46 @@ class CodecTrainer:
         mel = (mel - mel.min()) / max(1e-6, float(mel.max() - mel.min()))
         tracker.log({"valid/audio": wandb.Audio(rec.numpy(), sample_rate=codec.sample_rate),
                      "valid/mel": wandb.Image(mel[::-1].copy())}, step=self.step)
+
+
+def resolve_init_source(source: Union[str, os.PathLike]) -> Path:
+    """``"bundled"``, a release directory or an official checkpoint file, as a path that exists."""
+    from .errors import CodecError
+    from .model import BUNDLED_DIR
+
+    path = BUNDLED_DIR if str(source) == "bundled" else Path(source)
+    if not path.exists():
+        raise CodecError(f"cannot start from {source}: it does not exist (give a release directory, 'bundled' or an "
+                         f"official checkpoint file)")
+    return path
+
+
+def save_discriminators(discs: nn.Module, config: DiscriminatorConfig, directory: os.PathLike) -> None:
+    """``discriminators.safetensors`` (float32) and ``discriminators.json`` beside a release, written atomically."""
+    from safetensors.torch import save_file
+
+    from .checkpoint import atomic_path
+
+    directory = Path(directory)
+    state = {k: v.detach().cpu().float().contiguous().clone() for k, v in discs.state_dict().items()}
+    with atomic_path(directory / DISCRIMINATORS_WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"format": "pt"})
+    with atomic_path(directory / DISCRIMINATORS_CONFIG) as tmp:
+        tmp.write_text(json.dumps(dataclasses.asdict(config), indent=1) + "\n")
+
+
+def _architecture_diff(theirs: dict, ours: dict, prefix: str = "") -> List[str]:
+    """Dotted keys whose values differ, leaving out the quantizer's training-only fields."""
+    out = []
+    for key in sorted(set(theirs) | set(ours)):
+        if key in _TRAINING_ONLY:
+            continue
+        a, b = theirs.get(key), ours.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _architecture_diff(a, b, f"{prefix}{key}.")
+        elif json.dumps(a) != json.dumps(b):
+            out.append(f"{prefix}{key} {a} (run: {b})")
+    return out
 
 
 CODEC_PRESETS = {"release": CodecConfig.release, "official": CodecConfig.official, "mini": CodecConfig.mini,
@@ -333,9 +448,9 @@ def load_train_config(path: os.PathLike, overrides: Optional[List[str]] = None) 
     train = data.get("train", {})
     if set(train) - fields:
         raise ValueError(f"unknown train field(s): {', '.join(sorted(set(train) - fields))}")
-    return TrainConfig(codec=CodecConfig.from_dict(codec), discriminators=_build_discs(discs),
+    return TrainConfig(codec=CodecConfig.from_dict(codec), discriminators=discriminator_config(discs),
                        losses=LossWeights(**data.get("losses", {})), **{k: tuples(v) for k, v in train.items()})
 
 
-def _build_discs(values: dict) -> DiscriminatorConfig:
+def discriminator_config(values: dict) -> DiscriminatorConfig:
     return DiscriminatorConfig(**{k: tuples(v) for k, v in values.items()})

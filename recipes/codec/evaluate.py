@@ -2,13 +2,18 @@
 codebooks, next to the paper's numbers for Language-Codec on LibriTTS test-clean.
 
     python recipes/codec/evaluate.py --codec path/to/release --clips ../shared/speech --out report.json
+    python recipes/codec/evaluate.py --codec path/to/release --clips ../shared/speech --intelligibility
 
+With --intelligibility it also transcribes the original and each resynthesis of every clip whose transcript
+``<clips>/manifest.tsv`` gives (pocketsphinx, or --asr-model), and reports the WER of both and their gap, plus the
+speaker similarity of each resynthesis to its original (resemblyzer, or --speaker-model) over all clips.
 Needs the evaluation extras (``pip install -e ".[eval]"``). Prints a Markdown table.
 """
 
 import argparse
 import json
 from pathlib import Path
+from typing import Dict, Optional
 
 import torch
 from tqdm import tqdm
@@ -19,29 +24,65 @@ from codec.metrics import mean_scores, reconstruction_metrics
 PAPER = {4: {"pesq": 3.27, "stoi": 0.949, "vuv_f1": 0.966}, 8: {"pesq": 3.88, "stoi": 0.972, "vuv_f1": 0.975}}
 
 
-def evaluate(codec: LanguageCodec, clips, codebooks=(4, 8), vuv: bool = True) -> dict:
+def evaluate(codec: LanguageCodec, clips, codebooks=(4, 8), vuv: bool = True, scorer=None,
+             transcripts: Optional[Dict[str, str]] = None) -> dict:
+    """Mean scores per number of codebooks. With a ``tts.evaluation.Scorer``, also ``speaker_similarity`` (each clip)
+    and, for clips in ``transcripts`` (file name -> text), ``wer`` of the resynthesis, ``wer_original`` and
+    ``wer_gap``."""
+    from tts.evaluation import word_error_rate
+
     results = {k: [] for k in codebooks}
+    sr = codec.sample_rate
     for path in tqdm(clips, desc="clips", unit="clip"):
-        wav = load_audio(path, codec.sample_rate)
+        wav = load_audio(path, sr)
         codes = codec.encode(wav[None])
+        text = (transcripts or {}).get(Path(path).name)
+        original_wer = None
+        if scorer is not None and text is not None:
+            original_wer = word_error_rate(text, scorer.transcribe(wav.numpy(), sr))
         for k in codebooks:
             out = codec.decode(codes[:, :k])[0, 0, : wav.numel()]
-            results[k].append(reconstruction_metrics(wav, out, codec.sample_rate, vuv=vuv))
+            row = reconstruction_metrics(wav, out, sr, vuv=vuv)
+            if scorer is not None:
+                row["speaker_similarity"] = scorer.speaker_similarity(out.numpy(), wav.numpy(), sr)
+                if original_wer is not None:
+                    row["wer"] = word_error_rate(text, scorer.transcribe(out.numpy(), sr))
+                    row["wer_original"] = original_wer
+                    row["wer_gap"] = row["wer"] - original_wer
+            results[k].append(row)
     return {k: mean_scores(rows) for k, rows in results.items()}
 
 
+def read_transcripts(folder: Path) -> Dict[str, str]:
+    """File name -> transcript from ``<folder>/manifest.tsv`` (the ``../shared/speech`` layout); {} without one."""
+    from tts.evaluation import read_clips
+
+    if not (folder / "manifest.tsv").is_file():
+        return {}
+    return {row["file"]: row["transcript"] for row in read_clips(folder)
+            if row.get("transcript", "unknown") != "unknown" and row.get("role", "full_utterance") == "full_utterance"}
+
+
 def table(scores: dict, name: str) -> str:
-    lines = ["| codec | codebooks | kbps | PESQ | STOI | V/UV F1 | mel distance |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    extra = any("speaker_similarity" in s for s in scores.values())
+    wer = any("wer" in s for s in scores.values())
+    head = "| codec | codebooks | kbps | PESQ | STOI | V/UV F1 | mel distance |"
+    head += " WER (resynth / original / gap) |" * wer + " speaker similarity |" * extra
+    lines = [head, "|" + " --- |" * (head.count("|") - 1)]
+    nan = float("nan")
     for k, s in scores.items():
         kbps = k * 10 * 75 / 1000
-        nan = float("nan")
-        lines.append(f"| {name} | {k} | {kbps:g} | {s.get('pesq', nan):.3f} | {s.get('stoi', nan):.3f} "
-                     f"| {s.get('vuv_f1', nan):.3f} | {s['mel_distance']:.3f} |")
+        row = (f"| {name} | {k} | {kbps:g} | {s.get('pesq', nan):.3f} | {s.get('stoi', nan):.3f} "
+               f"| {s.get('vuv_f1', nan):.3f} | {s['mel_distance']:.3f} |")
+        if wer:
+            row += f" {s.get('wer', nan):.3f} / {s.get('wer_original', nan):.3f} / {s.get('wer_gap', nan):+.3f} |"
+        if extra:
+            row += f" {s.get('speaker_similarity', nan):.3f} |"
+        lines.append(row)
         if k in PAPER:
             p = PAPER[k]
             lines.append(f"| paper (LibriTTS test-clean) | {k} | {kbps:g} | {p['pesq']} | {p['stoi']} "
-                         f"| {p['vuv_f1']} | |")
+                         f"| {p['vuv_f1']} | |" + " |" * wer + " |" * extra)
     return "\n".join(lines)
 
 
@@ -51,12 +92,22 @@ def main() -> None:
     parser.add_argument("--clips", type=Path, required=True, help="folder of audio clips (searched recursively)")
     parser.add_argument("--out", type=Path, help="write the scores as JSON")
     parser.add_argument("--no-vuv", action="store_true", help="skip V/UV F1 (pYIN is the slow part)")
+    parser.add_argument("--intelligibility", action="store_true",
+                        help="also WER (clips with a transcript in <clips>/manifest.tsv) and speaker similarity")
+    parser.add_argument("--asr-model", help="local HuggingFace CTC model folder instead of pocketsphinx")
+    parser.add_argument("--speaker-model", help="local HuggingFace x-vector model folder instead of resemblyzer")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    scorer = None
+    if args.intelligibility:
+        from tts.evaluation import Scorer
+
+        scorer = Scorer(asr_model=args.asr_model, speaker_model=args.speaker_model, dnsmos=False).check()
     codec = load_codec(args.codec)
     clips = sorted(p for p in args.clips.rglob("*") if p.suffix.lower() in (".wav", ".flac"))
-    scores = evaluate(codec, clips, vuv=not args.no_vuv)
+    scores = evaluate(codec, clips, vuv=not args.no_vuv, scorer=scorer,
+                      transcripts=read_transcripts(args.clips) if scorer else None)
     print(f"{len(clips)} clips from {args.clips}")
     print(table(scores, Path(args.codec).name))
     if args.out:

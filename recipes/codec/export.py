@@ -2,6 +2,10 @@
 
     python recipes/codec/export.py --run runs/codec_mini --out path/to/release --dtype float16
     python recipes/codec/export.py --run runs/codec_mini --checkpoint step-00006000 --out path/to/release
+    python recipes/codec/export.py --run runs/codec_mini --out path/to/release --with-discriminators
+
+--with-discriminators writes discriminators.safetensors and discriminators.json beside the generator, so that a run
+started from the release (recipes/codec/train.py --init-from) continues the adversarial phase with them.
 
 Reads only safetensors and JSON: no training code or optimizer state is needed.
 """
@@ -14,10 +18,14 @@ import torch
 
 from codec import CodecConfig, LanguageCodec
 from codec.checkpoint import load_safetensors, load_strict
+from codec.discriminators import Discriminators
+from codec.training import discriminator_config, save_discriminators
 
 
-def export(run: Path, out: Path, checkpoint: str = None, dtype: torch.dtype = None) -> Path:
-    config = CodecConfig.from_dict(json.loads((run / "train_config.json").read_text())["codec"])
+def export(run: Path, out: Path, checkpoint: str = None, dtype: torch.dtype = None,
+           discriminators: bool = False) -> Path:
+    train_config = json.loads((run / "train_config.json").read_text())
+    config = CodecConfig.from_dict(train_config["codec"])
     checkpoints = sorted(p for p in (run / "checkpoints").glob("step-*") if p.is_dir())
     if not checkpoints:
         raise SystemExit(f"error: {run} has no checkpoints")
@@ -25,6 +33,11 @@ def export(run: Path, out: Path, checkpoint: str = None, dtype: torch.dtype = No
     model = LanguageCodec(config)
     load_strict(model, load_safetensors(path / "model.safetensors"), source=str(path))  # the generator's weights
     model.save_pretrained(out, dtype=dtype)
+    if discriminators:  # Accelerate saves the prepared models in order: the generator, then the discriminators
+        disc_config = discriminator_config(train_config["discriminators"])
+        discs = Discriminators(disc_config)
+        load_strict(discs, load_safetensors(path / "model_1.safetensors"), source=str(path / "model_1.safetensors"))
+        save_discriminators(discs, disc_config, out)
     (out / "SOURCE.txt").write_text(f"exported from {path.name} of {run.name}\n")
     return path
 
@@ -35,8 +48,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--checkpoint", help="a step-* folder name (default: the latest)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    parser.add_argument("--with-discriminators", action="store_true", help="write the discriminators too")
     args = parser.parse_args()
-    used = export(args.run, args.out, args.checkpoint, getattr(torch, args.dtype))
+    used = export(args.run, args.out, args.checkpoint, getattr(torch, args.dtype), args.with_discriminators)
     print(f"{used} -> {args.out}")
 
 

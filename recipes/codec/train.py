@@ -8,6 +8,10 @@ Two CPU processes: ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_proc
     --mixed_precision no --dynamo_backend no recipes/codec/train.py ...
 Checkpoints: <out-dir>/checkpoints/step-*/ (last N kept); --resume continues from the latest one exactly.
 At the end the generator is exported to <out-dir>/release (config.json + model.safetensors).
+
+Fine-tuning: --init-from starts a new run from a release directory, the bundled codec ("bundled") or an official
+Language-Codec checkpoint, codebooks and their EMA state included (and the discriminators when the release holds
+them); the optimizers start anew with the config's warm-up. With --resume, an existing checkpoint wins over it.
 """
 
 import argparse
@@ -28,6 +32,10 @@ def main() -> None:
     parser.add_argument("--valid-cuts", type=Path)
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out-dir")
+    parser.add_argument("--init-from", metavar="RELEASE", help="start from a release directory, 'bundled' or an "
+                        "official checkpoint (ignored when --resume finds a checkpoint)")
+    parser.add_argument("--export-discriminators", action="store_true",
+                        help="write the discriminators beside the exported generator")
     parser.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
     parser.add_argument("--wandb", choices=["online", "offline", "disabled"], default="offline")
     parser.add_argument("--export-dtype", choices=["float32", "float16"], default="float32")
@@ -45,8 +53,12 @@ def main() -> None:
                            log_with=log_with, tracker_kwargs={"wandb": {"dir": str(args.out_dir)}})
     if args.resume and trainer.resume():
         trainer.acc.print(f"resumed at step {trainer.step}")
+    elif args.init_from:
+        info = trainer.init_from(args.init_from)
+        trainer.acc.print(f"started from {info['source']}" + (" with its discriminators" if info["discriminators"]
+                                                               else ""))
     trainer.train(stop_after=args.stop_after)
-    release = trainer.export(dtype=getattr(torch, args.export_dtype))
+    release = trainer.export(dtype=getattr(torch, args.export_dtype), discriminators=args.export_discriminators)
     trainer.acc.print(f"release written to {release}")
     trainer.acc.end_training()
 

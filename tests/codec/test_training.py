@@ -166,3 +166,55 @@ def test_validation_metrics_without_tracker(cuts, tmp_path):
         if f"valid/stoi_{k}cb" in results:  # PESQ may have no score: an untrained codec's output can be silence
             assert -1 <= results[f"valid/stoi_{k}cb"] <= 1  # a correlation: can dip below 0 untrained
     assert trainer.model.training  # back to training mode
+
+
+def test_init_from_release_continues_its_quality(cuts, tmp_path):
+    """A run started from a release (--init-from) starts at the release's quality, with its codebooks' EMA state and
+    its discriminators, and keeps it; a fresh run starts far worse. Another architecture is refused by name."""
+    from codec import CodecError
+
+    config = tiny_config(max_steps=400, reconstruction_only_steps=60, learning_rate=0.003, log_every=1000,
+                         checkpoint_every=1000, lr_warmup_steps=5)
+    first = CodecTrainer(config, cuts, tmp_path / "first")
+    first.train(stop_after=80)
+    release = first.export(tmp_path / "release", discriminators=True)
+    assert {p.name for p in release.iterdir()} >= {"discriminators.safetensors", "discriminators.json"}
+    batch = next(first.batches())
+
+    def mel(trainer):
+        codec = trainer.codec.eval()
+        with torch.no_grad():
+            wav = batch[:, None]
+            value = trainer.mel(codec.decode(codec.encode(wav))[..., : wav.shape[-1]], wav).item()
+        codec.train()
+        return value
+
+    trained = mel(first)
+    continued = CodecTrainer(config, cuts, tmp_path / "continued")
+    fresh = CodecTrainer(config, cuts, tmp_path / "fresh")
+    info = continued.init_from(release)
+    assert info["discriminators"] and json.loads((tmp_path / "continued" / "init_from.json").read_text()) == info
+    own, theirs = weights(continued), weights(first)
+    assert all(torch.equal(own[k], theirs[k]) for k in own), [k for k in own if not torch.equal(own[k], theirs[k])]
+    assert any(k.endswith("cluster_size") for k in own) and any(k.endswith("embed_avg") for k in own)
+    assert continued.step == 0 and continued.sched_g.get_last_lr()[0] < config.learning_rate  # warm-up again
+    assert mel(continued) == pytest.approx(trained, rel=1e-5)
+    assert mel(fresh) > 1.3 * trained
+    continued.train(stop_after=20)  # through the warm-up and into the adversarial phase
+    assert mel(continued) < 1.15 * trained
+
+    # the export recipe writes the same discriminators from the run's checkpoint
+    exported = tmp_path / "exported"
+    proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "codec" / "export.py"), "--run",
+                           str(tmp_path / "first"), "--out", str(exported), "--with-discriminators"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from safetensors.torch import load_file
+    a, b = load_file(exported / "discriminators.safetensors"), load_file(release / "discriminators.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    wider = load_train_config(CONFIGS / "tiny.yaml", ["codec_overrides.decoder.dim=24"])
+    with pytest.raises(CodecError, match="decoder.dim 32"):
+        CodecTrainer(wider, cuts, tmp_path / "other").init_from(release)
+    with pytest.raises(CodecError, match="does not exist"):
+        fresh.init_from(tmp_path / "missing")
