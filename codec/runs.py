@@ -39,13 +39,31 @@ def agree_finite(accelerator, loss: torch.Tensor) -> bool:
     return float(accelerator.reduce(bad, reduction="sum")) == 0.0
 
 
+class CheckpointError(RuntimeError):
+    """A checkpoint that cannot be restored (missing, incomplete or corrupt); the message names the file."""
+
+
+MANIFEST = "MANIFEST.json"
+
+
 class CheckpointStore:
-    """``<out>/checkpoints/step-XXXXXXXX/``: Accelerate's state and ``trainer_state_<rank>.json`` per rank."""
+    """``<out>/checkpoints/step-XXXXXXXX/``: Accelerate's state and ``trainer_state_<rank>.json`` per rank.
+
+    Each checkpoint is written in a temporary folder, then ``MANIFEST.json`` (every file's size and SHA-256) is written
+    last, then the folder is renamed. ``load`` checks the manifest before restoring anything: when the latest
+    checkpoint is incomplete or corrupt it says which file and falls back to the newest complete one, and it never
+    restores state it could not verify. Checkpoints of earlier versions (no manifest) load when their files are
+    there. Temporary folders left by a killed write are removed when the store is opened.
+    """
 
     def __init__(self, accelerator, out_dir: os.PathLike, keep: int):
         self.acc = accelerator
         self.dir = Path(out_dir) / "checkpoints"
         self.keep = keep
+        if self.acc.is_main_process and self.dir.is_dir():
+            for tmp in self.dir.glob(".step-*.tmp"):
+                shutil.rmtree(tmp, ignore_errors=True)
+        self.acc.wait_for_everyone()
 
     def list(self) -> List[Path]:
         if not self.dir.is_dir():
@@ -64,6 +82,7 @@ class CheckpointStore:
         (tmp / f"trainer_state_{self.acc.process_index}.json").write_text(json.dumps(state))
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
+            write_manifest(tmp, ranks=self.acc.num_processes)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
             for old in self.list()[: -self.keep]:
@@ -72,17 +91,77 @@ class CheckpointStore:
         return final
 
     def load(self, checkpoint: Optional[os.PathLike] = None) -> Optional[dict]:
-        """Restore Accelerate's state from ``checkpoint`` (default: the latest complete one) and return this rank's
-        loop state; None when there is no checkpoint."""
-        path = Path(checkpoint) if checkpoint else (self.list() or [None])[-1]
-        if path is None:
-            return None
-        own = path / f"trainer_state_{self.acc.process_index}.json"
-        if not own.is_file():
-            raise FileNotFoundError(f"{path} has no state for rank {self.acc.process_index}: it was written by a run "
-                                    f"with fewer processes")
-        self.acc.load_state(str(path))
-        return json.loads(own.read_text())
+        """Restore Accelerate's state from ``checkpoint`` (default: the newest complete one) and return this rank's
+        loop state; None when there is no checkpoint. A named checkpoint that fails its check raises
+        ``CheckpointError``; without a name, failing ones are reported and skipped for an older one."""
+        if checkpoint is not None:
+            candidates = [Path(checkpoint)]
+        else:
+            candidates = self.list()[::-1]
+            if not candidates:
+                return None
+        problems = []
+        for path in candidates:
+            problem = verify_checkpoint(path, self.acc.process_index, self.acc.num_processes)
+            if problem is None:
+                if problems:
+                    self.acc.print(f"resuming from {path.name} instead: " + "; ".join(problems))
+                self.acc.load_state(str(path))
+                return json.loads((path / f"trainer_state_{self.acc.process_index}.json").read_text())
+            problems.append(f"{path.name} is unusable ({problem})")
+            if checkpoint is None:
+                self.acc.print(f"warning: checkpoint {problems[-1]}")
+        raise CheckpointError("; ".join(problems) + ". Nothing was restored: remove or repair the checkpoint(s), "
+                              "or start without --resume")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path, ranks: int) -> None:
+    """``MANIFEST.json``: the size and SHA-256 of every other file in ``folder`` (recursively), and the rank count."""
+    files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps({"format": 1, "ranks": ranks, "files": files}, indent=1))
+    os.replace(tmp, folder / MANIFEST)
+
+
+def verify_checkpoint(folder: Path, rank: int, ranks: int) -> Optional[str]:
+    """None when ``folder`` is a complete checkpoint for ``rank`` of ``ranks``, else what is wrong with it."""
+    if not folder.is_dir():
+        return f"{folder} does not exist"
+    manifest = folder / MANIFEST
+    if not manifest.is_file():  # written before manifests existed: the files every checkpoint has must be there
+        for name in ("model.safetensors", "optimizer.bin", f"random_states_{rank}.pkl", f"trainer_state_{rank}.json"):
+            if not (folder / name).is_file():
+                return f"{name} is missing"
+        return None
+    try:
+        data = json.loads(manifest.read_text())
+        files = data["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"{MANIFEST} is unreadable"
+    if data.get("ranks", ranks) != ranks:
+        return f"it was written by {data['ranks']} process(es) and this run has {ranks}"
+    for name, meta in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != meta["size"]:
+            return f"{name} has {path.stat().st_size} bytes, {meta['size']} were written"
+        if _sha256(path) != meta["sha256"]:
+            return f"{name} is corrupt (its SHA-256 differs from the one written)"
+    if f"trainer_state_{rank}.json" not in files:
+        return f"trainer_state_{rank}.json is missing"
+    return None
 
 
 class MetricsLog:

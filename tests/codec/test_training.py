@@ -218,3 +218,57 @@ def test_init_from_release_continues_its_quality(cuts, tmp_path):
         CodecTrainer(wider, cuts, tmp_path / "other").init_from(release)
     with pytest.raises(CodecError, match="does not exist"):
         fresh.init_from(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("fault", ["missing random_states_0.pkl", "truncated optimizer.bin",
+                                   "corrupt model.safetensors", "missing trainer_state_0.json"])
+def test_resume_falls_back_over_a_broken_checkpoint(cuts, tmp_path, fault, capsys):
+    """Any single file of the latest checkpoint missing or damaged: resume says which file and continues from the
+    previous complete checkpoint, ending where an unbroken run ends."""
+    import shutil
+
+    config = tiny_config(max_steps=8, reconstruction_only_steps=2, checkpoint_every=4, keep_checkpoints=3)
+    straight = CodecTrainer(config, cuts, tmp_path / "straight")
+    straight.train()
+    reference = weights(straight)
+    run = tmp_path / "run"
+    shutil.copytree(tmp_path / "straight", run)
+    kind, name = fault.split(" ")
+    target = run / "checkpoints" / "step-00000008" / name
+    if kind == "missing":
+        target.unlink()
+    elif kind == "truncated":
+        target.write_bytes(target.read_bytes()[: target.stat().st_size // 2])
+    else:
+        data = bytearray(target.read_bytes())
+        data[-10] ^= 0xFF
+        target.write_bytes(bytes(data))
+    (run / "checkpoints" / ".step-00000012.tmp").mkdir()  # left by a write that was killed
+    resumed = CodecTrainer(config, cuts, run)
+    assert not (run / "checkpoints" / ".step-00000012.tmp").exists()
+    capsys.readouterr()
+    assert resumed.resume() and resumed.step == 4
+    assert f"step-00000008 is unusable ({name}" in capsys.readouterr().out
+    resumed.train()
+    after = weights(resumed)
+    assert all(torch.equal(reference[k], after[k]) for k in reference)
+
+
+def test_resume_stops_when_no_checkpoint_is_complete(cuts, tmp_path):
+    from codec.runs import MANIFEST, CheckpointError
+
+    config = tiny_config(max_steps=4, reconstruction_only_steps=2, checkpoint_every=2, keep_checkpoints=3)
+    CodecTrainer(config, cuts, tmp_path).train()
+    checkpoints = tmp_path / "checkpoints"
+    (checkpoints / "step-00000004" / "optimizer.bin").unlink()
+    with pytest.raises(CheckpointError, match="step-00000004 is unusable .optimizer.bin is missing"):
+        CodecTrainer(config, cuts, tmp_path).resume(checkpoints / "step-00000004")  # a named one: no fallback
+    (checkpoints / "step-00000002" / "model_1.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="Nothing was restored"):
+        CodecTrainer(config, cuts, tmp_path).resume()
+    # a checkpoint written before manifests existed still resumes
+    (checkpoints / "step-00000004" / MANIFEST).unlink()
+    (checkpoints / "step-00000004" / "optimizer.bin").write_bytes(
+        (checkpoints / "step-00000002" / "optimizer.bin").read_bytes())
+    trainer = CodecTrainer(config, cuts, tmp_path)
+    assert trainer.resume() and trainer.step == 4
