@@ -120,7 +120,8 @@ def test_codec_training_snippet(tmp_path):
         CutSet.from_manifests(recordings=recordings).to_file(tmp_path / "data" / "mini" / f"cuts_{part}.raw.jsonl.gz")
     (tmp_path / "clips").mkdir()
     sf.write(tmp_path / "clips" / "c.wav", (0.1 * rng.standard_normal(12000)).astype(np.float32), 16000)
-    train, evaluate = next(b for b in blocks("bash") if "recipes/codec/train.py" in b).strip().splitlines()
+    train, evaluate, scored = next(b for b in blocks("bash") if "recipes/codec/train.py" in b).strip().splitlines()
+    assert scored == evaluate + " --intelligibility"  # tested in tests/codec/test_evaluate_recipe.py
     train = train.replace("recipes/codec/configs/mini.yaml", str(ROOT / "recipes/codec/configs/tiny.yaml"))
     args = train.split()
     assert args[:2] == ["accelerate", "launch"]

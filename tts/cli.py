@@ -1,7 +1,8 @@
 """The ``tts`` command line: ``tts synthesize`` and ``tts evaluate``.
 
-Errors the user can fix (bad prompt, text, model or output path) end with one line on stderr and exit status 1; no
-output file is left behind, because audio is written atomically and only after synthesis succeeded.
+Exit status: 0 done; 1 input the command cannot use (prompt, text, model, output path, manifest); 2 a bad command
+line (unknown option, a value of the wrong type or out of its range); 130 interrupted (Ctrl-C). Every error is one
+line on stderr. No output file is left behind on any of them: audio is written atomically, after synthesis succeeded.
 """
 
 from __future__ import annotations
@@ -15,10 +16,50 @@ from typing import List, Optional
 from . import __version__
 
 EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its usage errors as one line (``tts synthesize: error: ...``) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def ranged(name: str):
+    """An argparse type for the synthesis option ``name``: parsed, finite and within ``tts.synthesizer.LIMITS``."""
+    integer = name in ("batch_size", "steps", "top_k", "seed")
+
+    def parse(text: str):
+        from tts.synthesizer import SynthesisError, check_option
+
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if integer else 'a number'}, got {text!r}")
+        try:
+            check_option(name, value)
+        except SynthesisError as err:
+            raise argparse.ArgumentTypeError(str(err).replace(f"{name} ", "", 1)) from None
+        return value
+
+    parse.__name__ = name
+    return parse
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tts", description="Zero-shot speech synthesis on Language-Codec.")
+    parser = OneLineParser(prog="tts", description="Zero-shot speech synthesis on Language-Codec.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     syn = commands.add_parser("synthesize", help="speak text in the voice of a short prompt",
@@ -26,23 +67,30 @@ def build_parser() -> argparse.ArgumentParser:
                                           "24 kHz audio.")
     syn.add_argument("--prompt", type=Path, required=True, help="voice prompt (any format, rate and channel count)")
     syn.add_argument("--prompt-text", help="transcript of the part of the prompt that is used")
-    syn.add_argument("--prompt-seconds", type=float, default=3.0, help="seconds of the prompt to use (default 3)")
+    syn.add_argument("--prompt-seconds", type=ranged("prompt_seconds"), default=3.0,
+                     help="seconds of the prompt to use (default 3; 1 to 60)")
     text = syn.add_mutually_exclusive_group(required=True)
     text.add_argument("--text", help="the text to speak (long text is split into sentences)")
-    text.add_argument("--text-file", type=Path, help="one utterance per line, synthesized in batches")
+    text.add_argument("--text-file", type=Path, help="one utterance per line, synthesized in batches; line N is "
+                                                      "written to NNNN.wav (blank lines are skipped)")
+    syn.add_argument("--max-chars", type=positive_int, default=None,
+                     help="longest text accepted per call, all lines together (default 2000)")
     syn.add_argument("--model", help="model type, valle or mobilespeech (default: the checkpoint's; bundled: valle)")
     syn.add_argument("--checkpoint", type=Path, help="a release directory (default: the bundled model)")
     syn.add_argument("--out", type=Path, help="output file for --text (default: from the text), folder for "
                                               "--text-file (default: tts_out)")
-    syn.add_argument("--seed", type=int, help="make sampling reproducible")
+    syn.add_argument("--seed", type=ranged("seed"), help="make sampling reproducible (0 to 2^63-1)")
     syn.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
-    syn.add_argument("--temperature", type=float, default=1.0)
-    syn.add_argument("--top-k", type=int, default=25)
-    syn.add_argument("--top-p", type=float, default=0.8)
-    syn.add_argument("--steps", type=int, default=16, help="MobileSpeech: decoding rounds of the first layer")
-    syn.add_argument("--speed", type=float, default=1.0, help="MobileSpeech: speaking rate (durations divided by it)")
-    syn.add_argument("--batch-size", type=int, default=8, help="sentences decoded together")
-    syn.add_argument("--device", default="cpu")
+    syn.add_argument("--temperature", type=ranged("temperature"), default=1.0, help="above 0, at most 10")
+    syn.add_argument("--top-k", type=ranged("top_k"), default=25, help="0 for no top-k filter")
+    syn.add_argument("--top-p", type=ranged("top_p"), default=0.8, help="above 0, at most 1")
+    syn.add_argument("--steps", type=ranged("steps"), default=16,
+                     help="MobileSpeech: decoding rounds of the first layer (1 to 256)")
+    syn.add_argument("--speed", type=ranged("speed"), default=1.0,
+                     help="MobileSpeech: speaking rate, durations divided by it (0.25 to 4)")
+    syn.add_argument("--batch-size", type=ranged("batch_size"), default=8,
+                     help="sentences decoded together (1 to 256)")
+    syn.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
 
     ev = commands.add_parser("evaluate", help="score speech: WER, speaker similarity, DNSMOS, PESQ/STOI/V-UV",
                              description="Score generated speech offline. Either one file (--audio with --text, "
@@ -71,7 +119,7 @@ def default_name(text: str) -> str:
     return ("_".join(words) or "speech") + ".wav"
 
 
-def _outputs(args: argparse.Namespace, texts: List[str]) -> List[Path]:
+def _outputs(args: argparse.Namespace, texts: List[str], lines: List[int]) -> List[Path]:
     """Where each text's audio goes; checked before any synthesis so a bad path fails fast."""
     from tts.synthesizer import SynthesisError
 
@@ -82,36 +130,64 @@ def _outputs(args: argparse.Namespace, texts: List[str]) -> List[Path]:
         folder = args.out or Path("tts_out")
         if folder.suffix or folder.is_file():
             raise SynthesisError(f"--out must be a folder with --text-file, got {folder}")
-        paths = [folder / f"{i + 1:04d}.wav" for i in range(len(texts))]
+        paths = [folder / f"{line:04d}.wav" for line in lines]
     if not (folder.is_dir() or (args.text_file is not None and folder.parent.is_dir())):
         raise SynthesisError(f"cannot write to {folder}: the folder does not exist")
+    inputs = {p.resolve() for p in (args.prompt, args.text_file) if p is not None}
     for path in paths:
         if path.suffix.lower() not in (".wav", ".flac"):
             raise SynthesisError(f"output {path} must end in .wav or .flac")
         if path.is_dir():
             raise SynthesisError(f"cannot write {path}: it is a folder")
+        if path.resolve() in inputs:
+            raise SynthesisError(f"output {path} is one of the inputs; choose another --out")
     return paths
+
+
+def _device(name: str) -> str:
+    """A device this machine has, by torch's name for it."""
+    import torch
+
+    from tts.synthesizer import SynthesisError
+
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise SynthesisError(f"--device {name!r} is not a device name (cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SynthesisError(f"--device {name}: this machine has no CUDA device")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise SynthesisError(f"--device {name}: there are {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise SynthesisError(f"--device {name}: MPS is not available here")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise SynthesisError(f"--device {name}: only cpu, cuda and mps are supported")
+    return str(device)
 
 
 def synthesize(args: argparse.Namespace) -> int:
     from codec.audio import save_audio
     from tts.models.sampling import SamplingConfig
-    from tts.synthesizer import Synthesizer, SynthesisError
+    from tts.synthesizer import MAX_TEXT_CHARS, Synthesizer, SynthesisError, check_text
 
     if args.text is not None:
-        texts = [args.text]
+        texts, lines = [args.text], [1]
     else:
         try:
-            lines = args.text_file.read_text(encoding="utf-8").splitlines()
+            raw = args.text_file.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as err:
             raise SynthesisError(f"cannot read {args.text_file}: {err}") from None
-        texts = [line.strip() for line in lines if line.strip()]
-        if not texts:
+        numbered = [(n + 1, line.strip()) for n, line in enumerate(raw) if line.strip()]
+        if not numbered:
             raise SynthesisError(f"{args.text_file} has no text")
+        lines, texts = [n for n, _ in numbered], [t for _, t in numbered]
     if not texts[0].strip():
         raise SynthesisError("the text is empty")
-    outputs = _outputs(args, texts)
-    synthesizer = Synthesizer.from_pretrained(args.checkpoint, args.model, args.device)
+    max_chars = args.max_chars or MAX_TEXT_CHARS
+    check_text(texts, max_chars)
+    outputs = _outputs(args, texts, lines)
+    device = _device(args.device)
+    synthesizer = Synthesizer.from_pretrained(args.checkpoint, args.model, device)
     sampling = SamplingConfig(greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
     prompt_text = args.prompt_text
     if not prompt_text and synthesizer.needs_prompt_text:
@@ -120,7 +196,7 @@ def synthesize(args: argparse.Namespace) -> int:
               f"{prompt_text!r}; pass --prompt-text for better results", file=sys.stderr)
     prompt = synthesizer.prepare_prompt(args.prompt, prompt_text, args.prompt_seconds)
     audio = synthesizer.synthesize(prompt, texts, sampling=sampling, seed=args.seed, batch_size=args.batch_size,
-                                   progress=True, steps=args.steps, speed=args.speed)
+                                   progress=True, steps=args.steps, speed=args.speed, max_chars=max_chars)
     outputs[0].parent.mkdir(exist_ok=True)  # the --text-file folder, made once there is audio to put in it
     for path, wav in zip(outputs, audio):
         save_audio(path, wav, synthesizer.sample_rate)
@@ -179,6 +255,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (SynthesisError, CodecError) as err:
         print(f"tts: error: {err}", file=sys.stderr)
         return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("tts: interrupted; no output was written for the unfinished work", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ and joined back with a short pause.
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Union
@@ -49,10 +51,95 @@ class Prompt:
     phonemes: List[str]
 
 
-def split_sentences(text: str) -> List[str]:
-    """Split at ``.``, ``!``, ``?`` (and ``;``) followed by white space; blank pieces are dropped."""
+MAX_TEXT_CHARS = 2000  # per call, all texts together; raise it with max_chars (tts synthesize --max-chars)
+MAX_SENTENCE_WORDS = 40  # longer sentences are split at clauses, then words: each piece stays under the 40 s guard
+# Ranges of the numeric options, checked once at the boundary (CLI and API alike).
+LIMITS = {"batch_size": (1, 256), "steps": (1, 256), "speed": (0.25, 4.0), "temperature": (0.0, 10.0),
+          "top_k": (0, 100_000), "top_p": (0.0, 1.0), "prompt_seconds": (MIN_PROMPT_SECONDS, 60.0),
+          "seed": (0, 2 ** 63 - 1)}
+MARKUP = re.compile(r"<[^<>]{0,200}>")
+SYMBOLS_SPOKEN = set("$£€%&+=@#")  # symbols the normalizer spells out
+
+
+def split_sentences(text: str, max_words: int = MAX_SENTENCE_WORDS) -> List[str]:
+    """Split at ``.``, ``!``, ``?`` (and ``;``) followed by white space; blank pieces are dropped. A sentence of more
+    than ``max_words`` words is split further after commas, colons and dashes, and then every ``max_words`` words."""
     pieces = re.split(r"(?<=[.!?;])\s+", text.strip())
-    return [p.strip() for p in pieces if p.strip()]
+    out = []
+    for piece in (p.strip() for p in pieces if p.strip()):
+        if len(piece.split()) <= max_words:
+            out.append(piece)
+            continue
+        chunk: List[str] = []
+        for clause in re.split(r"(?<=[,:\u2013\u2014])\s+", piece):
+            words = clause.split()
+            if chunk and len(chunk) + len(words) > max_words:
+                out.append(" ".join(chunk))
+                chunk = []
+            while len(words) > max_words:
+                out.append(" ".join(words[:max_words]))
+                words = words[max_words:]
+            chunk += words
+        if chunk:
+            out.append(" ".join(chunk))
+    return out
+
+
+def check_option(name: str, value) -> None:
+    """``value`` of the synthesis option ``name`` within ``LIMITS`` (and finite); else a ``SynthesisError``."""
+    low, high = LIMITS[name]
+    integer = name in ("batch_size", "steps", "top_k", "seed")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+        raise SynthesisError(f"{name} must be {'an integer' if integer else 'a number'}, got {value!r}")
+    if not math.isfinite(value) or not low <= value <= high:
+        raise SynthesisError(f"{name} must be between {low} and {high}, got {value!r}")
+    if name in ("temperature", "top_p") and value == 0:
+        raise SynthesisError(f"{name} must be above 0 (greedy decoding is its own option)")
+
+
+def check_synthesis_options(sampling: Optional[SamplingConfig], seed: Optional[int], batch_size: int, steps: int,
+                            speed: float, prompt_seconds: float) -> None:
+    """Every numeric option of ``Synthesizer.synthesize`` within ``LIMITS``."""
+    values = {"batch_size": batch_size, "steps": steps, "speed": speed, "prompt_seconds": prompt_seconds}
+    if seed is not None:
+        values["seed"] = seed
+    if sampling is not None:
+        values.update(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p)
+    for name, value in values.items():
+        check_option(name, value)
+
+
+def unspeakable(text: str) -> List[str]:
+    """The characters of ``text`` the English frontend cannot speak: letters of non-Latin scripts, digits other than
+    0-9, emoji and other symbols it does not spell out, control characters."""
+    bad = []
+    for ch in unicodedata.normalize("NFKC", text):
+        cat = unicodedata.category(ch)
+        ok = (cat[0] in "PZ" or ch in "\t\n" or ch in SYMBOLS_SPOKEN or "0" <= ch <= "9"
+              or (cat[0] == "L" and "LATIN" in unicodedata.name(ch, "")) or cat[0] == "M"
+              or ch in "^`~|\\/*_<>[]{}")
+        if not ok and ch not in bad:
+            bad.append(ch)
+    return bad
+
+
+def check_text(texts: Sequence[str], max_chars: int = MAX_TEXT_CHARS) -> None:
+    """Texts the frontend can speak, within ``max_chars`` in all; else a ``SynthesisError`` naming what is wrong."""
+    total = sum(len(t) for t in texts)
+    if total > max_chars:
+        raise SynthesisError(f"the text has {total} characters; the limit is {max_chars} per call (raise it with "
+                             f"max_chars / --max-chars, or split the text)")
+    for i, text in enumerate(texts):
+        where = f"text {i + 1}" if len(texts) > 1 else "the text"
+        tag = MARKUP.search(text)
+        if tag:
+            raise SynthesisError(f"{where} holds markup {tag.group(0)!r}; SSML and other tags are not supported, "
+                                 f"give plain text")
+        bad = unspeakable(text)
+        if bad:
+            shown = " ".join(repr(c) for c in bad[:8]) + (" ..." if len(bad) > 8 else "")
+            raise SynthesisError(f"{where} has characters the English frontend cannot speak: {shown} (only English "
+                                 f"text in Latin script is supported)")
 
 
 def speech_start(wav: torch.Tensor, sample_rate: int) -> int:
@@ -198,19 +285,23 @@ class Synthesizer:
                    prompt_text: Optional[str] = None, prompt_seconds: float = 3.0,
                    sampling: Optional[SamplingConfig] = None, seed: Optional[int] = None, batch_size: int = 8,
                    sample_rate: Optional[int] = None, progress: bool = False, steps: int = 16, speed: float = 1.0,
-                   ) -> Union[np.ndarray, List[np.ndarray]]:
+                   max_chars: int = MAX_TEXT_CHARS) -> Union[np.ndarray, List[np.ndarray]]:
         """Speech for one text (a waveform ``[L]`` at ``self.sample_rate``) or for a list of texts (a list).
 
         Each text is split into sentences; all sentences are decoded in batches of ``batch_size``. ``seed`` makes
         sampling reproducible. MobileSpeech: ``steps`` rounds for its first layer, durations divided by ``speed``, and
-        ``sampling.temperature`` (0 or ``sampling.greedy``: argmax).
+        ``sampling.temperature`` (``sampling.greedy``: argmax). Options outside ``LIMITS``, texts of more than
+        ``max_chars`` characters in all, markup and characters the English frontend cannot speak raise
+        ``SynthesisError``.
         """
-        if steps < 1 or not speed > 0:
-            raise SynthesisError("steps must be at least 1 and speed positive")
         single = isinstance(texts, str)
         texts = [texts] if single else list(texts)
         if not texts:
             raise SynthesisError("no text to synthesize")
+        if not all(isinstance(t, str) for t in texts):
+            raise SynthesisError("texts must be strings")
+        check_synthesis_options(sampling, seed, batch_size, steps, speed, prompt_seconds)
+        check_text(texts, max_chars)
         if not isinstance(prompt, Prompt):
             prompt = self.prepare_prompt(prompt, prompt_text or "", prompt_seconds, sample_rate)
         sentences = []  # (text index, phoneme ids of prompt transcript + sentence, target phoneme count)

@@ -69,13 +69,13 @@ def test_cli_end_to_end(release, tmp_path):
     # two sentences of ~10 phonemes each: between 2 and 20 frames per phoneme at 75 Hz, plus the pause
     assert 0.5 < len(audio) / rate < 8.0
     assert np.isfinite(audio).all() and np.abs(audio).max() > 0
-    # a text file: one output per line, in a folder made for them
+    # a text file: one output per non-blank line, numbered by line, in a folder made for them
     lines = tmp_path / "lines.txt"
     lines.write_text("Good morning.\n\nSee you soon.\n")
     result = tts("synthesize", "--checkpoint", directory, "--prompt", prompt, "--prompt-text", transcript,
                  "--text-file", lines, "--out", tmp_path / "many", "--greedy")
     assert result.returncode == 0, result.stderr
-    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["0001.wav", "0002.wav"]
+    assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["0001.wav", "0003.wav"]
 
 
 def test_prompt_without_transcript_is_transcribed_offline(release, tmp_path):

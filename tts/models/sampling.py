@@ -91,6 +91,7 @@ def length_limits(num_phonemes: int, frame_rate: float, min_per_phoneme: float =
     Read speech runs at roughly 10-15 phoneme tokens per second, 5-8 frames each at 75 Hz; the bounds leave room for
     very fast and very slow voices while stopping a model that never emits its end token.
     """
-    low = max(1, int(num_phonemes * min_per_phoneme))
-    high = max(low + 1, min(int(num_phonemes * max_per_phoneme), int(max_seconds * frame_rate)))
+    cap = max(2, int(max_seconds * frame_rate))
+    low = min(max(1, int(num_phonemes * min_per_phoneme)), cap - 1)  # the cap holds for any text length
+    high = max(low + 1, min(int(num_phonemes * max_per_phoneme), cap))
     return low, high

@@ -31,6 +31,9 @@ def _engine() -> inflect.engine:
 
 
 def cardinal(n: int) -> str:
+    """Number words; numbers of more than 15 digits (IDs, long digit strings) are read digit by digit."""
+    if n >= 10 ** 15:
+        return " ".join(cardinal(int(d)) for d in str(n))
     return _engine().number_to_words(n, andword="").replace(",", "")
 
 

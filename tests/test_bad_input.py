@@ -1,0 +1,219 @@
+"""Bad input at the boundary: every case ends in one line on stderr with the exit status of the policy (2: a bad
+command line, 1: input the command cannot use, 130: interrupted), no traceback and no output file.
+
+The cases run in-process through ``tts.cli.main`` and are refused before any model is loaded; the Python API refuses
+the same option values with ``SynthesisError``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tts import cli
+from tts.models.sampling import length_limits
+from tts.synthesizer import LIMITS, SynthesisError, check_synthesis_options, check_text, split_sentences
+from tts.text.normalize import normalize_text
+
+ROOT = Path(__file__).resolve().parents[1]
+PROMPT = ROOT / "examples" / "prompt.wav"
+
+USAGE = [  # (arguments, what the message names); exit status 2
+    (["--batch-size", "0"], "--batch-size: must be between 1 and 256"),
+    (["--batch-size", "-2"], "--batch-size"),
+    (["--batch-size", "abc"], "expected an integer"),
+    (["--batch-size", "1e3"], "expected an integer"),
+    (["--temperature", "nan"], "--temperature"),
+    (["--temperature", "inf"], "--temperature"),
+    (["--temperature", "-1"], "--temperature"),
+    (["--temperature", "0"], "above 0"),
+    (["--top-p", "2"], "--top-p"),
+    (["--top-p", "0"], "above 0"),
+    (["--top-p", "nan"], "--top-p"),
+    (["--top-k", "-1"], "--top-k"),
+    (["--top-k", "1.5"], "expected an integer"),
+    (["--steps", "0"], "--steps"),
+    (["--steps", "100000"], "--steps"),
+    (["--speed", "inf"], "--speed"),
+    (["--speed", "0"], "--speed"),
+    (["--speed", "10"], "--speed"),
+    (["--prompt-seconds", "nan"], "--prompt-seconds"),
+    (["--prompt-seconds", "0.5"], "--prompt-seconds"),
+    (["--prompt-seconds", "1000"], "--prompt-seconds"),
+    (["--seed", "-1"], "--seed"),
+    (["--seed", str(2 ** 64)], "--seed"),
+    (["--max-chars", "0"], "--max-chars"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+]
+
+
+def run(capsys, argv):
+    """(exit status, stderr) of ``tts <argv>``; SystemExit from argparse counts as its code."""
+    try:
+        code = cli.main([str(a) for a in argv])
+    except SystemExit as exit:
+        code = exit.code
+    err = capsys.readouterr().err
+    return code, err
+
+
+def assert_one_line(err: str):
+    assert "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("extra,message", USAGE, ids=[" ".join(a) for a, _ in USAGE])
+def test_bad_command_lines(capsys, tmp_path, extra, message):
+    out = tmp_path / "out.wav"
+    code, err = run(capsys, ["synthesize", "--prompt", PROMPT, "--text", "Hello.", "--out", out, *extra])
+    assert code == cli.EXIT_USAGE
+    assert_one_line(err)
+    assert message in err and err.startswith(("tts synthesize: error:", "tts: error: unrecognized"))
+    assert not out.exists()
+
+
+def test_missing_required_option(capsys):
+    code, err = run(capsys, ["synthesize", "--text", "Hello."])
+    assert code == cli.EXIT_USAGE and "--prompt" in err
+    assert_one_line(err)
+
+
+def _inputs(tmp_path: Path):
+    lines = tmp_path / "lines.txt"
+    lines.write_text("One.\n\nThree.\n")
+    blank = tmp_path / "blank.txt"
+    blank.write_text("\n  \n")
+    return {
+        "device": (["--text", "Hello.", "--device", "foo"], "is not a device name"),
+        "device-cuda-absent": (["--text", "Hello.", "--device", "cuda:7"], "--device cuda:7"),
+        "out-is-prompt": (["--text", "Hello.", "--out", PROMPT], "is one of the inputs"),
+        "out-is-text-file": (["--text-file", lines, "--out", lines], "must be a folder"),
+        "emoji": (["--text", "Good morning 😀"], "cannot speak: '😀'"),
+        "cyrillic": (["--text", "Привет"], "cannot speak: 'П'"),
+        "chinese": (["--text", "你好"], "cannot speak: '你'"),
+        "arabic-digits": (["--text", "Room ٣"], "cannot speak"),
+        "ssml": (["--text", 'Hello <break time="1s"/> there.'], "markup '<break"),
+        "html": (["--text", "<b>bold</b> text"], "markup '<b>'"),
+        "too-long": (["--text", "word " * 500], "limit is 2000"),
+        "too-long-raised-still": (["--text", "word " * 500, "--max-chars", "100"], "limit is 100"),
+        "text-file-too-long": (["--text-file", _write(tmp_path / "long.txt", "word. " * 400)], "limit is 2000"),
+        "empty-text": (["--text", "   "], "the text is empty"),
+        "blank-text-file": (["--text-file", blank], "has no text"),
+        "missing-text-file": (["--text-file", tmp_path / "missing.txt"], "cannot read"),
+        "bad-suffix": (["--text", "Hello.", "--out", tmp_path / "out.mp3"], "must end in .wav or .flac"),
+        "missing-folder": (["--text", "Hello.", "--out", tmp_path / "no" / "out.wav"], "does not exist"),
+        "out-is-folder": (["--text", "Hello.", "--out", _folder(tmp_path / "dir.wav")], "it is a folder"),
+        "unknown-model": (["--text", "Hello.", "--model", "tacotron", "--out", tmp_path / "a.wav"], "unknown model"),
+        "not-a-release": (["--text", "Hello.", "--checkpoint", tmp_path, "--out", tmp_path / "b.wav"],
+                          "not a usable model release"),
+    }
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def _folder(path: Path) -> Path:
+    path.mkdir()
+    return path
+
+
+INPUT_CASES = ["device", "device-cuda-absent", "out-is-prompt", "out-is-text-file", "emoji", "cyrillic", "chinese",
+               "arabic-digits", "ssml", "html", "too-long", "too-long-raised-still", "text-file-too-long",
+               "empty-text", "blank-text-file", "missing-text-file", "bad-suffix", "missing-folder", "out-is-folder",
+               "unknown-model", "not-a-release"]
+
+
+@pytest.mark.parametrize("case", INPUT_CASES)
+def test_bad_inputs(capsys, tmp_path, case, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # default output names land here, and must not appear
+    args, message = _inputs(tmp_path)[case]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    prompt_bytes = PROMPT.read_bytes()
+    code, err = run(capsys, ["synthesize", "--prompt", PROMPT, *args])
+    assert code == cli.EXIT_ERROR, err
+    assert_one_line(err)
+    assert err.startswith("tts: error:") and message in err, err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before  # nothing written
+    assert PROMPT.read_bytes() == prompt_bytes
+
+
+def test_ctrl_c_is_one_line_and_130(capsys, monkeypatch):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "synthesize", interrupted)
+    code, err = run(capsys, ["synthesize", "--prompt", PROMPT, "--text", "Hello."])
+    assert code == cli.EXIT_INTERRUPTED
+    assert_one_line(err)
+
+
+def test_text_file_outputs_follow_line_numbers(tmp_path):
+    """A blank line does not shift the numbering: line N is always NNNN.wav."""
+    lines = tmp_path / "lines.txt"
+    lines.write_text("One.\n\nThree.\n")
+    args = cli.build_parser().parse_args(["synthesize", "--prompt", str(PROMPT), "--text-file", str(lines),
+                                          "--out", str(tmp_path / "out")])
+    assert [p.name for p in cli._outputs(args, ["One.", "Three."], [1, 3])] == ["0001.wav", "0003.wav"]
+
+
+def test_api_refuses_the_same_values():
+    from tts.models.sampling import SamplingConfig
+
+    good = dict(sampling=SamplingConfig(), seed=1, batch_size=8, steps=16, speed=1.0, prompt_seconds=3.0)
+    check_synthesis_options(**good)
+    for change, name in [({"batch_size": 0}, "batch_size"), ({"steps": 10 ** 6}, "steps"),
+                         ({"speed": math.inf}, "speed"), ({"prompt_seconds": math.nan}, "prompt_seconds"),
+                         ({"seed": 2 ** 70}, "seed"), ({"batch_size": 2.5}, "batch_size"),
+                         ({"sampling": SamplingConfig(top_p=2.0)}, "top_p"),
+                         ({"sampling": SamplingConfig(temperature=-1.0)}, "temperature"),
+                         ({"sampling": SamplingConfig(top_k=-1)}, "top_k")]:
+        with pytest.raises(SynthesisError, match=name):
+            check_synthesis_options(**{**good, **change})
+    with pytest.raises(SynthesisError, match="limit is 10"):
+        check_text(["x" * 11], max_chars=10)
+    check_text(["Naïve café, $5 & 10% off #1 @home: “quoted” — fine…"])
+
+
+def test_work_is_bounded():
+    # a 2,500-character sentence without punctuation becomes pieces of at most 40 words
+    words = ("word " * 500).strip()
+    pieces = split_sentences(words)
+    assert max(len(p.split()) for p in pieces) <= 40 and sum(len(p.split()) for p in pieces) == 500
+    # clauses are kept together where they fit
+    assert split_sentences("A, b. " + ", ".join(["one two three four five six seven"] * 8))[1].endswith(",")
+    # the length guard never exceeds 40 s, however many phonemes
+    for n in (1, 100, 2_700, 50_000):
+        low, high = length_limits(n, 75)
+        assert 1 <= low < high <= 40 * 75
+    # a 40-digit number is read digit by digit instead of failing
+    spoken = normalize_text("Call 1234567890123456789012345678901234567890 now.")
+    assert spoken.startswith("Call one two three four") and spoken.endswith("nine zero now.")
+
+
+NUMERIC = {"--batch-size": "batch_size", "--temperature": "temperature", "--top-k": "top_k", "--top-p": "top_p",
+           "--steps": "steps", "--speed": "speed", "--prompt-seconds": "prompt_seconds", "--seed": "seed"}
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(option=st.sampled_from(sorted(NUMERIC)),
+       value=st.one_of(st.integers(-10 ** 25, 10 ** 25).map(str), st.floats(allow_nan=True).map(repr),
+                       st.text(max_size=12)))
+def test_fuzz_numeric_options(capsys, option, value):
+    """Any value of a numeric option either parses within its range or ends in one line with status 2."""
+    parser = cli.build_parser()
+    try:
+        args = parser.parse_args(["synthesize", "--prompt", "p.wav", "--text", "x", f"{option}={value}"])
+    except SystemExit as exit:
+        assert exit.code == cli.EXIT_USAGE
+        err = capsys.readouterr().err
+        assert_one_line(err)
+        return
+    parsed = getattr(args, NUMERIC[option].replace("-", "_"))
+    low, high = LIMITS[NUMERIC[option]]
+    assert math.isfinite(parsed) and low <= parsed <= high
