@@ -220,19 +220,26 @@ def test_init_from_release_continues_its_quality(cuts, tmp_path):
         fresh.init_from(tmp_path / "missing")
 
 
+@pytest.fixture(scope="module")
+def finished_run(cuts, tmp_path_factory):
+    """A tiny run with checkpoints at steps 4 and 8, and its final weights."""
+    out = tmp_path_factory.mktemp("finished")
+    config = tiny_config(max_steps=8, reconstruction_only_steps=2, checkpoint_every=4, keep_checkpoints=3)
+    straight = CodecTrainer(config, cuts, out)
+    straight.train()
+    return config, out, weights(straight)
+
+
 @pytest.mark.parametrize("fault", ["missing random_states_0.pkl", "truncated optimizer.bin",
                                    "corrupt model.safetensors", "missing trainer_state_0.json"])
-def test_resume_falls_back_over_a_broken_checkpoint(cuts, tmp_path, fault, capsys):
+def test_resume_falls_back_over_a_broken_checkpoint(cuts, finished_run, tmp_path, fault, capsys):
     """Any single file of the latest checkpoint missing or damaged: resume says which file and continues from the
     previous complete checkpoint, ending where an unbroken run ends."""
     import shutil
 
-    config = tiny_config(max_steps=8, reconstruction_only_steps=2, checkpoint_every=4, keep_checkpoints=3)
-    straight = CodecTrainer(config, cuts, tmp_path / "straight")
-    straight.train()
-    reference = weights(straight)
+    config, finished, reference = finished_run
     run = tmp_path / "run"
-    shutil.copytree(tmp_path / "straight", run)
+    shutil.copytree(finished, run)
     kind, name = fault.split(" ")
     target = run / "checkpoints" / "step-00000008" / name
     if kind == "missing":
