@@ -14,7 +14,7 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 import torch
 
@@ -195,6 +195,61 @@ class MetricsLog:
         return [merged[k] for k in sorted(merged)]
 
 
+# Command-line entry points ------------------------------------------------------------------------------------------
+
+EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
+
+
+def run_cli(main: Callable[[], Optional[int]], prog: Optional[str] = None) -> None:
+    """Run a recipe's ``main`` under the project's exit policy: 0 done (or what ``main`` returns); 1, with one line on
+    stderr, for input it cannot use (a bad config, a missing or unreadable file, a checkpoint that cannot be restored,
+    a run stopped by non-finite losses); 130 on Ctrl-C. ``LCTTS_DEBUG=1`` shows the traceback instead."""
+    import sys
+
+    prog = prog or Path(sys.argv[0]).name
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except (ValueError, OSError, CheckpointError, NonFiniteLossError) as err:
+        if os.environ.get("LCTTS_DEBUG"):
+            raise
+        message = " ".join(str(err).split()) or type(err).__name__
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        sys.exit(EXIT_ERROR)
+    sys.exit(code or 0)
+
+
+# Config checks ---------------------------------------------------------------------------------------------------
+
+FIELD_KINDS = {
+    "positive int": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+    "int >= 0": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+    "positive number": lambda v: _real(v) and v > 0,
+    "number >= 0": lambda v: _real(v) and v >= 0,
+    "number in [0, 1]": lambda v: _real(v) and 0 <= v <= 1,
+}
+
+
+def _real(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_fields(config, kinds: dict, where: str = "train") -> None:
+    """Raise ``ValueError`` naming ``<where>.<field>`` when a field of the dataclass ``config`` is not of its kind
+    (``kinds``: field -> a key of ``FIELD_KINDS``, or a tuple of allowed values)."""
+    for name, kind in kinds.items():
+        value = getattr(config, name)
+        ok = value in kind if isinstance(kind, tuple) else FIELD_KINDS[kind](value)
+        if not ok:
+            wanted = f"one of {', '.join(map(repr, kind))}" if isinstance(kind, tuple) else f"a {kind}"
+            raise ValueError(f"{where}.{name} must be {wanted}, got {value!r}")
+    betas = getattr(config, "betas", None)
+    if betas is not None and not (len(betas) == 2 and all(_real(b) and 0 <= b < 1 for b in betas)):
+        raise ValueError(f"{where}.betas must be two numbers in [0, 1), got {betas!r}")
+
+
 def sampler_state(state: dict) -> dict:
     """A Lhotse sampler state read back from JSON (which made the epoch keys of its diagnostics strings)."""
     stats = state.get("diagnostics", {}).get("stats_per_epoch")
@@ -229,7 +284,14 @@ def read_yaml(path: os.PathLike, overrides: Optional[List[str]] = None) -> dict:
     import yaml
 
     path = Path(path)
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except OSError as err:
+        raise ValueError(f"cannot read config {path}: {err.strerror or err}") from None
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
     base = data.pop("base", None)
     if base:
         data = merge(read_yaml(path.parent / base), data)
@@ -241,8 +303,34 @@ def read_yaml(path: os.PathLike, overrides: Optional[List[str]] = None) -> dict:
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(value)
+            if not isinstance(node, dict):
+                raise ValueError(f"override {item!r}: {part} is not a section")
+        try:
+            node[leaf] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"override {item!r}: the value is not valid YAML") from None
     return data
+
+
+def unknown_keys(base: dict, extra: dict, prefix: str = "") -> List[str]:
+    """Dotted keys of ``extra`` that ``base`` does not have (what a strict ``merge`` would refuse)."""
+    out = []
+    for key, value in extra.items():
+        if key not in base:
+            out.append(f"{prefix}{key}")
+        elif isinstance(value, dict) and isinstance(base[key], dict):
+            out += unknown_keys(base[key], value, f"{prefix}{key}.")
+    return out
+
+
+def strict_merge(base: dict, extra, section: str) -> dict:
+    """``merge`` that refuses keys ``base`` lacks, naming them (``section.key``)."""
+    if not isinstance(extra, dict):
+        raise ValueError(f"{section} must be a mapping, got {extra!r}")
+    unknown = unknown_keys(base, extra)
+    if unknown:
+        raise ValueError(f"unknown key(s) in {section}: {', '.join(f'{section}.{k}' for k in unknown)}")
+    return merge(base, extra)
 
 
 def merge(base: dict, extra: dict) -> dict:

@@ -26,8 +26,8 @@ from .data import AudioCropDataset
 from .discriminators import DiscriminatorConfig, Discriminators, SubOutput
 from .losses import LossWeights, MelLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from .model import LanguageCodec
-from .runs import (CheckpointStore, MetricsLog, NonFiniteLossError, agree_finite, endless, flat, merge, read_yaml,
-                   sampler_state, tuples, warmup_cosine)
+from .runs import (CheckpointStore, MetricsLog, NonFiniteLossError, agree_finite, check_fields, endless, flat,
+                   read_yaml, sampler_state, strict_merge, tuples, warmup_cosine)
 
 __all__ = ["CodecTrainer", "NonFiniteLossError", "TrainConfig", "load_train_config", "resolve_init_source"]
 
@@ -64,8 +64,21 @@ class TrainConfig:
     num_workers: int = 0
     seed: int = 0
 
+    def __post_init__(self):
+        check_fields(self, CODEC_TRAIN_FIELDS)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+CODEC_TRAIN_FIELDS = {
+    "batch_size": "positive int", "segment_seconds": "positive number", "learning_rate": "positive number",
+    "weight_decay": "number >= 0", "max_steps": "positive int", "lr_warmup_steps": "int >= 0",
+    "reconstruction_only_steps": "int >= 0", "grad_clip": "number >= 0", "mixed_precision": ("no", "fp16", "bf16"),
+    "log_every": "positive int", "checkpoint_every": "positive int", "keep_checkpoints": "positive int",
+    "validate_every": "positive int", "validation_clips": "int >= 0", "max_nonfinite": "int >= 0",
+    "num_workers": "int >= 0", "seed": "int >= 0",
+}
 
 
 @contextmanager
@@ -441,15 +454,26 @@ def load_train_config(path: os.PathLike, overrides: Optional[List[str]] = None) 
     unknown = set(data) - {"codec", "codec_overrides", "discriminators", "discriminator_overrides", "losses", "train"}
     if unknown:
         raise ValueError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
-    codec = merge(CODEC_PRESETS[data.get("codec", "release")]().to_dict(), data.get("codec_overrides", {}))
-    discs = merge(dataclasses.asdict(DISCRIMINATOR_PRESETS[data.get("discriminators", "release")]()),
-                  data.get("discriminator_overrides", {}))
+    codec_preset, disc_preset = data.get("codec", "release"), data.get("discriminators", "release")
+    if codec_preset not in CODEC_PRESETS:
+        raise ValueError(f"codec: unknown preset {codec_preset!r} (one of {', '.join(CODEC_PRESETS)})")
+    if disc_preset not in DISCRIMINATOR_PRESETS:
+        raise ValueError(f"discriminators: unknown preset {disc_preset!r} (one of {', '.join(DISCRIMINATOR_PRESETS)})")
+    codec = strict_merge(CODEC_PRESETS[codec_preset]().to_dict(), data.get("codec_overrides", {}), "codec_overrides")
+    discs = strict_merge(dataclasses.asdict(DISCRIMINATOR_PRESETS[disc_preset]()),
+                         data.get("discriminator_overrides", {}), "discriminator_overrides")
+    losses = strict_merge(dataclasses.asdict(LossWeights()), data.get("losses", {}), "losses")
     fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"codec", "discriminators", "losses"}
     train = data.get("train", {})
+    if not isinstance(train, dict):
+        raise ValueError(f"train must be a mapping, got {train!r}")
     if set(train) - fields:
         raise ValueError(f"unknown train field(s): {', '.join(sorted(set(train) - fields))}")
-    return TrainConfig(codec=CodecConfig.from_dict(codec), discriminators=discriminator_config(discs),
-                       losses=LossWeights(**data.get("losses", {})), **{k: tuples(v) for k, v in train.items()})
+    try:
+        return TrainConfig(codec=CodecConfig.from_dict(codec), discriminators=discriminator_config(discs),
+                           losses=LossWeights(**losses), **{k: tuples(v) for k, v in train.items()})
+    except TypeError as err:  # a value of the wrong type deep in a nested config
+        raise ValueError(f"{path}: {err}") from None
 
 
 def discriminator_config(values: dict) -> DiscriminatorConfig:

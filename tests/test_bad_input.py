@@ -217,3 +217,105 @@ def test_fuzz_numeric_options(capsys, option, value):
     parsed = getattr(args, NUMERIC[option].replace("-", "_"))
     low, high = LIMITS[NUMERIC[option]]
     assert math.isfinite(parsed) and low <= parsed <= high
+
+
+# Recipes and releases ----------------------------------------------------------------------------------------------
+
+def _recipe(tmp_path: Path, case: str):
+    """(command line, message) of a recipe given a bad input."""
+    import json
+
+    config = tmp_path / "config.yaml"
+    codec_train = [ROOT / "recipes" / "codec" / "train.py", "--config", config, "--train-cuts",
+                   tmp_path / "cuts.jsonl.gz", "--out-dir", tmp_path / "run", "--wandb", "disabled"]
+    tiny = "base: " + str(ROOT / "recipes" / "codec" / "configs" / "tiny.yaml") + "\n"
+    run = tmp_path / "run"
+    cases = {
+        "unknown-key": (tiny + "train: {bogus: 1}\n", codec_train, "unknown train field(s): bogus"),
+        "unknown-nested-key": (tiny + "codec_overrides: {decoder: {dimm: 8}}\n", codec_train,
+                               "codec_overrides.decoder.dimm"),
+        "invalid-yaml": (tiny + "train: [1, 2\n", codec_train, "is not valid YAML"),
+        "checkpoint-every-0": (tiny + "train: {checkpoint_every: 0}\n", codec_train,
+                               "train.checkpoint_every must be a positive int"),
+        "negative-max-steps": (tiny + "train: {max_steps: -5}\n", codec_train, "train.max_steps"),
+        "nan-learning-rate": (tiny + "train: {learning_rate: .nan}\n", codec_train, "train.learning_rate"),
+        "unknown-preset": ("codec: huge\n", codec_train, "unknown preset 'huge'"),
+        "missing-config": (None, codec_train, "cannot read config"),
+        "missing-cuts": (tiny, codec_train, "cuts.jsonl.gz"),
+        "bad-override": (tiny, codec_train + ["--set", "train.max_steps"], "SECTION.FIELD=VALUE"),
+        "codec-export-missing-run": (None, [ROOT / "recipes" / "codec" / "export.py", "--run", run, "--out",
+                                            tmp_path / "rel"], "train_config.json"),
+        "codec-export-truncated": ("truncate", [ROOT / "recipes" / "codec" / "export.py", "--run", run, "--out",
+                                                tmp_path / "rel"], "cannot read weights"),
+        "valle-export-missing-run": (None, [ROOT / "recipes" / "valle" / "export.py", "--run", run, "--out",
+                                            tmp_path / "rel"], "No such file or directory"),
+        "evaluate-missing-codec": (None, [ROOT / "recipes" / "codec" / "evaluate.py", "--codec", tmp_path / "none",
+                                          "--clips", tmp_path], "does not exist"),
+    }
+    text, argv, message = cases[case]
+    if text == "truncate":  # a run whose checkpoint's weights were cut short
+        ckpt = run / "checkpoints" / "step-00000004"
+        ckpt.mkdir(parents=True)
+        from codec.training import load_train_config
+
+        train = load_train_config(ROOT / "recipes" / "codec" / "configs" / "tiny.yaml")
+        (run / "train_config.json").write_text(json.dumps(train.to_dict()))
+        (ckpt / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    elif text is not None:
+        config.write_text(text)
+    return argv, message
+
+
+RECIPE_CASES = ["unknown-key", "unknown-nested-key", "invalid-yaml", "checkpoint-every-0", "negative-max-steps",
+                "nan-learning-rate", "unknown-preset", "missing-config", "missing-cuts", "bad-override",
+                "codec-export-missing-run", "codec-export-truncated", "valle-export-missing-run",
+                "evaluate-missing-codec"]
+
+
+@pytest.mark.parametrize("case", RECIPE_CASES)
+def test_recipes_refuse_bad_input(tmp_path, case):
+    import subprocess
+    import sys
+
+    argv, message = _recipe(tmp_path, case)
+    proc = subprocess.run([sys.executable, *map(str, argv)], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], proc.stderr[-2000:]
+    assert not (tmp_path / "rel").exists() and not (tmp_path / "run" / "release").exists()
+
+
+def _release_with(tmp_path: Path, change) -> Path:
+    import shutil
+
+    release = tmp_path / "release"
+    shutil.copytree(ROOT / "tts" / "assets" / "valle-mini", release)
+    change(release)
+    return release
+
+
+def _heads_zero(release: Path):
+    import json
+
+    data = json.loads((release / "config.json").read_text())
+    data["config"]["transformer"]["heads"] = 0
+    (release / "config.json").write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("change,message", [
+    (_heads_zero, "heads must be a positive integer"),
+    (lambda r: (r / "symbols.json").write_text('["a", "b"]'), "expected an object"),
+    (lambda r: (r / "config.json").write_text("{"), "cannot read"),
+    (lambda r: (r / "model.safetensors").write_bytes(b"\x00" * 10), "cannot read weights"),
+], ids=["heads-0", "symbols-list", "config-truncated", "weights-truncated"])
+def test_bad_releases(capsys, tmp_path, change, message):
+    release = _release_with(tmp_path, change)
+    out = tmp_path / "out.wav"
+    code, err = run(capsys, ["synthesize", "--prompt", PROMPT, "--text", "Hello.", "--checkpoint", release,
+                             "--out", out])
+    assert code == cli.EXIT_ERROR
+    assert_one_line(err)
+    assert message in err, err
+    assert not out.exists()

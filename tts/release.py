@@ -122,8 +122,8 @@ def load_token_model(directory: PathLike, map_location: Union[str, torch.device]
         model = builders[data["model_type"]]()
         load_strict(model, load_safetensors(directory / WEIGHTS_NAME), source=str(directory / WEIGHTS_NAME))
         symbols = SymbolTable.load(directory / SYMBOLS_NAME)
-    except (CodecError, ValueError, TypeError, KeyError) as err:
-        raise ReleaseError(str(err)) from None
+    except (CodecError, ValueError, TypeError, KeyError, AttributeError) as err:
+        raise ReleaseError(f"{directory}: {err}") from None
     if model.config.num_symbols != len(symbols):
         raise ReleaseError(f"{directory}: the model has {model.config.num_symbols} symbols, {SYMBOLS_NAME} "
                            f"{len(symbols)}")

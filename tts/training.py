@@ -20,8 +20,8 @@ from typing import Dict, Iterator, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from codec.runs import (CheckpointStore, NonFiniteLossError, agree_finite, endless, flat, read_yaml, sampler_state,
-                        tuples, warmup_cosine)
+from codec.runs import (CheckpointStore, NonFiniteLossError, agree_finite, check_fields, endless, flat, read_yaml,
+                        sampler_state, tuples, unknown_keys, warmup_cosine)
 from tts.data.dataset import TokenBatch, TokenDataset, make_sampler
 from tts.models.mobilespeech import MobileSpeech, MobileSpeechConfig
 from tts.models.valle import Valle, ValleConfig
@@ -72,8 +72,22 @@ class TokenTrainConfig:
     num_workers: int = 0
     seed: int = 0
 
+    def __post_init__(self):
+        check_fields(self, TOKEN_TRAIN_FIELDS)
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+TOKEN_TRAIN_FIELDS = {
+    "max_duration": "positive number", "num_buckets": "positive int", "prompt_seconds": "number >= 0",
+    "frame_rate": "positive int", "learning_rate": "positive number", "weight_decay": "number >= 0",
+    "max_steps": "positive int", "warmup_steps": "int >= 0", "min_lr_ratio": "number in [0, 1]",
+    "grad_accumulation": "positive int", "grad_clip": "number >= 0", "mixed_precision": ("no", "fp16", "bf16"),
+    "log_every": "positive int", "checkpoint_every": "positive int", "keep_checkpoints": "positive int",
+    "validate_every": "positive int", "validation_batches": "int >= 0", "max_nonfinite": "int >= 0",
+    "num_workers": "int >= 0", "seed": "int >= 0",
+}
 
 
 def build_model(config: TokenTrainConfig) -> nn.Module:
@@ -108,11 +122,19 @@ def load_token_train_config(path: os.PathLike, num_symbols: int, num_codebooks: 
     if presets is None or data.get("preset", "mini") not in presets:
         raise ValueError(f"unknown model {model_type!r} / preset {data.get('preset')!r} in {path}")
     model = presets[data.get("preset", "mini")](num_symbols, num_codebooks, codebook_size).to_dict()
-    for key, value in data.get("model_overrides", {}).items():
+    overrides = data.get("model_overrides", {})
+    if not isinstance(overrides, dict):
+        raise ValueError(f"model_overrides must be a mapping, got {overrides!r}")
+    unknown = unknown_keys(model, overrides)
+    if unknown:
+        raise ValueError(f"unknown key(s) in model_overrides: {', '.join(unknown)}")
+    for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(model.get(key), dict):
             model[key].update(value)  # a nested transformer config
         else:
             model[key] = value
+    if not isinstance(data.get("train", {}), dict):
+        raise ValueError(f"train must be a mapping, got {data['train']!r}")
     train = dict(data.get("train", {}))
     fields = {f.name for f in dataclasses.fields(TokenTrainConfig)} - {"model_type", "model"}
     if set(train) - fields:

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "recipes" / "mini"))
 
 from codec import load_codec  # noqa: E402
+from codec.runs import run_cli  # noqa: E402
 from codec.training import CodecTrainer, load_train_config  # noqa: E402
 from tts import evaluation  # noqa: E402
 from tts.ablation import codebook_entropy, codec_scores, plot_results, report  # noqa: E402
@@ -285,4 +286,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

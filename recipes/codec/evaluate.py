@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from codec import LanguageCodec, load_audio, load_codec
 from codec.metrics import mean_scores, reconstruction_metrics
+from codec.runs import run_cli
 
 PAPER = {4: {"pesq": 3.27, "stoi": 0.949, "vuv_f1": 0.966}, 8: {"pesq": 3.88, "stoi": 0.972, "vuv_f1": 0.975}}
 
@@ -115,4 +116,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

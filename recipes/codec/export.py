@@ -19,6 +19,7 @@ import torch
 from codec import CodecConfig, LanguageCodec
 from codec.checkpoint import load_safetensors, load_strict
 from codec.discriminators import Discriminators
+from codec.runs import run_cli
 from codec.training import discriminator_config, save_discriminators
 
 
@@ -55,4 +56,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from lhotse import CutSet
 
-from codec.runs import CheckpointError
+from codec.runs import CheckpointError, run_cli
 from codec.training import CodecTrainer, load_train_config
 
 
@@ -69,4 +69,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

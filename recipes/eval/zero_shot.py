@@ -26,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from codec.runs import run_cli  # noqa: E402
 from tts import evaluation  # noqa: E402
 from tts.evaluation import read_clips, zero_shot_pairs  # noqa: E402
 from tts.synthesizer import Synthesizer  # noqa: E402
@@ -64,4 +65,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_cli(main)

@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+from codec.runs import run_cli
 from tts.data.pipeline import PipelineConfig, run
 
 
@@ -38,4 +39,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

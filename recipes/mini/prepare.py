@@ -12,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+from codec.runs import run_cli
 from tts.data.corpus import from_folder, read_sentences, synthesize_espeak
 from tts.data.pipeline import PipelineConfig, run
 
@@ -64,4 +65,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

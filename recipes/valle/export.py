@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from codec.checkpoint import load_safetensors, load_strict
+from codec.runs import run_cli
 from tts.models.mobilespeech import MobileSpeech, MobileSpeechConfig
 from tts.models.valle import STAGES, Valle, ValleConfig
 from tts.release import save_token_model
@@ -85,4 +86,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from lhotse import CutSet
 
-from codec.runs import CheckpointError
+from codec.runs import CheckpointError, run_cli
 from tts.data.dataset import cut_codes
 from tts.text import SymbolTable
 from tts.training import TokenTrainer, codec_dimensions, load_token_train_config
@@ -72,4 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_cli(main)

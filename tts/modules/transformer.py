@@ -28,6 +28,18 @@ class TransformerConfig:
     num_conditions: int = 0
     cross_attention: bool = False
 
+    def __post_init__(self):
+        for name in ("dim", "heads", "layers", "ffn_dim"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"transformer {name} must be a positive integer, got {value!r}")
+        if self.dim % self.heads:
+            raise ValueError(f"transformer dim {self.dim} is not divisible by heads {self.heads}")
+        if not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
+            raise ValueError(f"transformer dropout must be in [0, 1), got {self.dropout!r}")
+        if isinstance(self.num_conditions, bool) or not isinstance(self.num_conditions, int) or self.num_conditions < 0:
+            raise ValueError(f"transformer num_conditions must be an integer >= 0, got {self.num_conditions!r}")
+
 
 class KVCache:
     """Keys and values of every layer for the positions seen so far: ``[B, heads, T, head_dim]`` per layer."""

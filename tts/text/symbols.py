@@ -86,6 +86,12 @@ class SymbolTable:
             path = path / FILE_NAME
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError(f"expected an object with symbols and frontend, got a {type(data).__name__}")
+            if not isinstance(data["symbols"], list) or not all(isinstance(x, str) for x in data["symbols"]):
+                raise ValueError("symbols must be a list of strings")
+            if len(set(data["symbols"])) != len(data["symbols"]):
+                raise ValueError("symbols has duplicates")
             if data.get("version", 0) > FORMAT_VERSION:
                 raise ValueError(f"format version {data['version']} is newer than {FORMAT_VERSION}")
             return cls(list(data["symbols"]), data["frontend"], data.get("frontend_version", ""),
