@@ -1,6 +1,7 @@
 """Command line: ``python -m codec encode IN.wav OUT.npy`` and ``python -m codec decode IN.npy OUT.wav``.
 
-Errors are one line on stderr with exit status 2, and no output file is left behind.
+Exit status, as for ``tts`` and the recipes: 0 done; 1 input it cannot use (audio, codes, checkpoint, output path),
+2 a bad command line, 130 interrupted. Errors are one line on stderr, and no output file is left behind.
 """
 
 from __future__ import annotations
@@ -31,7 +32,16 @@ def _read_codes(path: Path) -> torch.Tensor:
     return torch.from_numpy(codes.astype(np.int64))
 
 
+def _check_output(args: argparse.Namespace) -> None:
+    out = Path(args.output)
+    if out.exists() and out.resolve() == Path(args.input).resolve():
+        raise CodecError(f"output {out} is the input; choose another path")
+    if out.is_dir():
+        raise CodecError(f"cannot write {out}: it is a folder")
+
+
 def encode(args: argparse.Namespace) -> None:
+    _check_output(args)
     codec = load_codec(args.checkpoint, args.official_config)
     wav = load_audio(args.input, codec.sample_rate)
     codes = codec.encode(wav[None], args.num_quantizers)[0].numpy()
@@ -49,6 +59,7 @@ def encode(args: argparse.Namespace) -> None:
 
 
 def decode(args: argparse.Namespace) -> None:
+    _check_output(args)
     codec = load_codec(args.checkpoint, args.official_config)
     codes = _read_codes(Path(args.input))
     wav = codec.decode(codes, bandwidth_id=args.bandwidth_id)
@@ -59,8 +70,13 @@ def decode(args: argparse.Namespace) -> None:
           file=sys.stderr)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m codec", description="Language-Codec: audio <-> codes.")
+    parser = _Parser(prog="python -m codec", description="Language-Codec: audio <-> codes.")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, fn, inp, out in (("encode", encode, "audio file (any rate and channel count)", "codes .npy [K, T]"),
                                ("decode", decode, "codes .npy [K, T]", "audio file (.wav, .flac)")):
@@ -83,7 +99,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         args.fn(args)
     except (CodecError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

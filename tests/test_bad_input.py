@@ -319,3 +319,42 @@ def test_bad_releases(capsys, tmp_path, change, message):
     assert_one_line(err)
     assert message in err, err
     assert not out.exists()
+
+
+EVALUATE_CASES = {  # manifest line(s) -> what the message names
+    "audio-number": ('{"audio": 5}', "audio must be a string"),
+    "text-list": ('{"audio": "a.wav", "text": ["x"]}', "text must be a string"),
+    "row-list": ('["a.wav"]', "a row is a JSON object"),
+    "unknown-field": ('{"audio": "a.wav", "bogus": 1}', "not a manifest row"),
+    "missing-audio": ('{"audio": "missing.wav"}', "missing.wav does not exist"),
+    "missing-reference": ('{"audio": "a.wav", "reference": "nope.wav"}', "reference"),
+    "not-json": ('{"audio": ', "not a manifest row"),
+    "empty": ("", "has no rows"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EVALUATE_CASES))
+def test_evaluate_refuses_bad_manifests(capsys, tmp_path, case):
+    import soundfile as sf
+
+    sf.write(tmp_path / "a.wav", [0.0] * 24000, 24000)
+    line, message = EVALUATE_CASES[case]
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text(line + "\n")
+    code, err = run(capsys, ["evaluate", "--manifest", manifest, "--no-dnsmos", "--out", tmp_path / "scores.json"])
+    assert code == cli.EXIT_ERROR
+    assert_one_line(err)
+    assert message in err, err
+    assert not (tmp_path / "scores.json").exists()
+
+
+def test_evaluate_checks_outputs_before_scoring(capsys, tmp_path):
+    import soundfile as sf
+
+    sf.write(tmp_path / "a.wav", [0.0] * 24000, 24000)
+    for out, message in [(tmp_path / "no" / "s.json", "does not exist"), (tmp_path, "it is a folder")]:
+        code, err = run(capsys, ["evaluate", "--audio", tmp_path / "a.wav", "--no-dnsmos", "--out", out])
+        assert code == cli.EXIT_ERROR and message in err, err
+        assert_one_line(err)
+    code, err = run(capsys, ["evaluate", "--audio", tmp_path / "none.wav", "--no-dnsmos"])
+    assert code == cli.EXIT_ERROR and "does not exist" in err

@@ -8,6 +8,7 @@ line on stderr. No output file is left behind on any of them: audio is written a
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from pathlib import Path
@@ -210,9 +211,15 @@ def evaluate(args: argparse.Namespace) -> int:
     from tts import evaluation
     from tts.synthesizer import SynthesisError
 
-    for path in (args.out, args.markdown, args.plot):
-        if path is not None and not path.parent.is_dir():
+    for path in (args.out, args.markdown, args.plot):  # checked before the (slow) scoring
+        if path is None:
+            continue
+        if not path.parent.is_dir():
             raise SynthesisError(f"cannot write {path}: folder {path.parent} does not exist")
+        if path.is_dir() or not os.access(path.parent, os.W_OK):
+            raise SynthesisError(f"cannot write {path}: {'it is a folder' if path.is_dir() else 'no permission'}")
+    if args.audio is not None and not args.audio.is_file():
+        raise SynthesisError(f"--audio {args.audio} does not exist")
     if args.manifest is not None:
         try:
             items = evaluation.read_manifest(args.manifest)

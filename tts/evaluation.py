@@ -243,13 +243,24 @@ def read_manifest(path: PathLike) -> List[Item]:
             continue
         try:
             row = json.loads(line)
+            if not isinstance(row, dict):
+                raise TypeError(f"a row is a JSON object, got {type(row).__name__}")
             item = Item(**row)
         except (json.JSONDecodeError, TypeError) as err:
             raise ValueError(f"{path}:{number}: not a manifest row ({err})") from None
+        for name in ("audio", "text", "speaker_reference", "reference", "system"):
+            value = getattr(item, name)
+            if not (isinstance(value, str) or (value is None and name != "audio")):
+                raise ValueError(f"{path}:{number}: {name} must be a string, got {value!r}")
+        if not isinstance(item.extra, dict):
+            raise ValueError(f"{path}:{number}: extra must be an object, got {item.extra!r}")
         for name in ("audio", "speaker_reference", "reference"):
             value = getattr(item, name)
             if value is not None and not Path(value).is_absolute():
                 setattr(item, name, str(path.parent / value))
+            value = getattr(item, name)
+            if value is not None and not Path(value).is_file():
+                raise ValueError(f"{path}:{number}: {name} {value} does not exist")
         items.append(item)
     if not items:
         raise ValueError(f"{path} has no rows")

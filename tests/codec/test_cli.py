@@ -101,14 +101,20 @@ def test_cli_refusals_are_one_line(tmp_path, release):
         ("decode", str(tmp_path / "bad.npy"), str(tmp_path / "o.wav"), "--checkpoint", str(release)),
         ("decode", str(tmp_path / "float.npy"), str(tmp_path / "o.wav"), "--checkpoint", str(release)),
         ("decode", str(tmp_path / "in.wav"), str(tmp_path / "o.wav"), "--checkpoint", str(release)),
+        ("encode", str(tmp_path / "in.wav"), str(tmp_path / "in.wav"), "--checkpoint", str(release)),
+        ("encode", str(tmp_path / "in.wav"), str(tmp_path / "o.npy"), "--checkpoint", str(release),
+         "--num-quantizers", "9"),
+        ("decode", str(tmp_path / "bad.npy"), str(tmp_path), "--checkpoint", str(release)),
     ]
     for args in cases:
         proc = run_cli(*args)
-        assert proc.returncode == 2, (args, proc.stderr)
+        assert proc.returncode == 1, (args, proc.stderr)
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
     assert not (tmp_path / "o.npy").exists() and not (tmp_path / "o.wav").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    proc = run_cli("encode", str(tmp_path / "in.wav"), str(tmp_path / "o.npy"), "--num-quantizers", "x")
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr  # a bad command line
 
 
 def test_written_files_have_the_usual_mode(tmp_path):
