@@ -272,6 +272,7 @@ RECIPE_CASES = ["unknown-key", "unknown-nested-key", "invalid-yaml", "checkpoint
                 "evaluate-missing-codec"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", RECIPE_CASES)
 def test_recipes_refuse_bad_input(tmp_path, case):
     import subprocess

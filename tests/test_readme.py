@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +50,7 @@ def test_cli_snippet(tmp_path, tiny_codec):
     assert sf.info(tmp_path / "resynth.wav").samplerate == 24000
 
 
+@pytest.mark.slow
 def test_benchmark_runs():
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "codec_speed.py"), "--seconds", "1",
                            "--repeats", "1", "--batch-utterances", "2"], capture_output=True, text=True, timeout=600)
@@ -71,6 +73,7 @@ def test_text_snippet():
     assert "ˈ" in scope["tokens"][0] and "_" in scope["tokens"][0]
 
 
+@pytest.mark.slow
 def test_recipe_snippets(tmp_path, tiny_codec):
     """The mini recipe (smoke size) builds a corpus; the LibriTTS recipe then prepares that LibriTTS-layout corpus."""
     import shutil
@@ -103,6 +106,7 @@ def test_recipe_snippets(tmp_path, tiny_codec):
     assert '"cuts"' in proc.stdout
 
 
+@pytest.mark.slow
 def test_codec_training_snippet(tmp_path):
     """README's training command (tiny config, 4 steps, one process) and evaluation command on its release."""
     import numpy as np

@@ -75,6 +75,7 @@ def test_mel_features_and_loss():
     assert loss(wav, wav).item() == 0.0 and loss(wav, 0.5 * wav).item() == pytest.approx(math.log(2), abs=0.05)
 
 
+@pytest.mark.slow
 def test_discriminator_learns_to_tell_apart():
     """A tiny discriminator trained a few steps lowers its hinge loss on sine (real) vs noise (fake)."""
     torch.manual_seed(0)

@@ -15,6 +15,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_intelligibility_scores(tmp_path):
     pytest.importorskip("pocketsphinx")
     pytest.importorskip("resemblyzer")

@@ -64,6 +64,7 @@ def test_config_files():
         load_train_config(CONFIGS / "tiny.yaml", ["train.bogus=1"])
 
 
+@pytest.mark.slow
 def test_mel_loss_goes_down(cuts, tmp_path):
     torch.manual_seed(0)
     config = tiny_config(max_steps=240, reconstruction_only_steps=1000, learning_rate=0.003, log_every=1000,
@@ -82,6 +83,7 @@ def test_mel_loss_goes_down(cuts, tmp_path):
     assert own < 0.8 * swapped, (own, swapped)
 
 
+@pytest.mark.slow
 def test_exact_resume(cuts, tmp_path):
     config = tiny_config(max_steps=8, reconstruction_only_steps=2, checkpoint_every=4, keep_checkpoints=2)
     straight = CodecTrainer(config, cuts, tmp_path / "a")
@@ -118,6 +120,7 @@ def test_nonfinite_losses_are_skipped_then_stop(cuts, tmp_path, monkeypatch):
         trainer.train_step(next(batches))
 
 
+@pytest.mark.slow
 def test_two_cpu_processes(cuts, tmp_path):
     """Two ranks really run (accelerate on CPU needs ACCELERATE_USE_CPU with --multi_gpu), gradients are synced
     (identical weights on both ranks after training) and only rank 0 writes the release."""
@@ -168,6 +171,7 @@ def test_validation_metrics_without_tracker(cuts, tmp_path):
     assert trainer.model.training  # back to training mode
 
 
+@pytest.mark.slow
 def test_init_from_release_continues_its_quality(cuts, tmp_path):
     """A run started from a release (--init-from) starts at the release's quality, with its codebooks' EMA state and
     its discriminators, and keeps it; a fresh run starts far worse. Another architecture is refused by name."""
@@ -230,6 +234,7 @@ def finished_run(cuts, tmp_path_factory):
     return config, out, weights(straight)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fault", ["missing random_states_0.pkl", "truncated optimizer.bin",
                                    "corrupt model.safetensors", "missing trainer_state_0.json"])
 def test_resume_falls_back_over_a_broken_checkpoint(cuts, finished_run, tmp_path, fault, capsys):
@@ -261,6 +266,7 @@ def test_resume_falls_back_over_a_broken_checkpoint(cuts, finished_run, tmp_path
     assert all(torch.equal(reference[k], after[k]) for k in reference)
 
 
+@pytest.mark.slow
 def test_resume_stops_when_no_checkpoint_is_complete(cuts, tmp_path):
     from codec.runs import MANIFEST, CheckpointError
 

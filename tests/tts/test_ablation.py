@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
@@ -24,6 +26,7 @@ def test_codebook_entropy():
     assert one["entropy_bits"] == 0.0 and one["perplexity"] == 1.0 and one["used"] == 1 / 16
 
 
+@pytest.mark.slow
 def test_smoke_run(tmp_path):
     shared_path("corpus", "vctk")
     shared_path("speech", "manifest.tsv")

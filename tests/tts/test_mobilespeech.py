@@ -23,6 +23,7 @@ def test_length_regulate():
     assert out[1, :, 0].tolist() == [0, 2, 0, 0, 0] and out[1, 2:].abs().sum() == 0
 
 
+@pytest.mark.slow
 def test_overfits_and_decodes(built):
     from tests.tts.test_valle_training import data
 
@@ -76,6 +77,7 @@ def test_config_files(built):
         load_token_train_config(configs / "tiny.yaml", len(symbols), 8, 64, ["train.stages=[ar]"])
 
 
+@pytest.mark.slow
 def test_training_resumes_exactly_and_the_release_speaks(built, tmp_path):
     from tests.tts.test_valle_training import data, weights
     from tts.training import TokenTrainer, load_token_train_config

@@ -98,6 +98,7 @@ def test_python_api_is_seeded_and_batched(release):
     assert len(both) == 2 and all(w.ndim == 1 and w.size > 0 for w in both)
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_refused_in_one_line(release, tmp_path):
     directory, prompt, transcript = release
     not_audio = tmp_path / "notes.wav"
@@ -133,6 +134,7 @@ def test_bad_inputs_are_refused_in_one_line(release, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty_dir", "notes.wav", "short.wav", "silent.wav"]
 
 
+@pytest.mark.slow
 def test_zero_shot_recipe(release, tmp_path):
     from tests.conftest import shared_path
 

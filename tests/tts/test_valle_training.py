@@ -49,6 +49,7 @@ def test_config_files():
         load_token_train_config(CONFIGS / "mini.yaml", 80, 8, 1024, ["train.lr=1"])
 
 
+@pytest.mark.slow
 def test_overfits_a_few_utterances_and_exports(built, tmp_path):
     """Two mini-corpus utterances: AR (teacher-forced next code) accuracy reaches ~100%, NAR accuracy ~100% on the
     residual codebooks; the release loads; synthesis from it has the requested shapes."""
@@ -137,6 +138,7 @@ def test_release_errors(tmp_path):
 
 @pytest.mark.parametrize("config", [CONFIGS / "tiny.yaml", ROOT / "recipes" / "mobilespeech" / "configs" / "tiny.yaml"],
                          ids=["valle", "mobilespeech"])
+@pytest.mark.slow
 def test_two_cpu_processes(built, tmp_path, config):
     """Two ranks really run, their replicas stay identical (for VALL-E: DDP with the NAR's unused heads), each reads
     its own cuts, and only rank 0 writes the release."""
@@ -179,6 +181,7 @@ with open({str(out)!r} + f"/rank{{trainer.acc.process_index}}.json", "w") as f:
     assert sorted(p.name for p in (out / "release").iterdir()) == ["config.json", "model.safetensors", "symbols.json"]
 
 
+@pytest.mark.slow
 def test_readme_commands(built, tmp_path):
     """README's VALL-E training and export commands (tiny config, 3 steps) on the smoke corpus."""
     import re
