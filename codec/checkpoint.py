@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterator, Mapping, Optional, Union
@@ -28,6 +30,7 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     suffix = "".join(path.suffixes[-2:]) or ".tmp"  # keep ".jsonl.gz": readers pick the format from it
+    remove_stale_temporaries(path, suffix)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
     os.close(fd)
     try:
@@ -38,6 +41,24 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+STALE_SECONDS = 3600  # a temporary file untouched this long was left by a killed write, not one in progress
+
+
+def remove_stale_temporaries(path: Path, suffix: str) -> None:
+    """Delete the temporary files that writes of ``path`` killed before their rename (SIGKILL, power loss) left
+    beside it; ones touched within ``STALE_SECONDS`` may belong to a write in progress and stay."""
+    pattern = re.compile(rf"\.{re.escape(path.stem)}\.[A-Za-z0-9_]{{8}}{re.escape(suffix)}")
+    if not path.parent.is_dir():
+        return
+    now = time.time()
+    for candidate in path.parent.glob(f".{path.stem}.*"):
+        try:
+            if pattern.fullmatch(candidate.name) and now - candidate.stat().st_mtime > STALE_SECONDS:
+                candidate.unlink()
+        except OSError:  # gone already, or not ours to remove
+            pass
 
 
 def _umask() -> int:

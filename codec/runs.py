@@ -245,8 +245,10 @@ def check_fields(config, kinds: dict, where: str = "train") -> None:
         if not ok:
             wanted = f"one of {', '.join(map(repr, kind))}" if isinstance(kind, tuple) else f"a {kind}"
             raise ValueError(f"{where}.{name} must be {wanted}, got {value!r}")
-    betas = getattr(config, "betas", None)
-    if betas is not None and not (len(betas) == 2 and all(_real(b) and 0 <= b < 1 for b in betas)):
+    if not hasattr(config, "betas"):
+        return
+    betas = config.betas
+    if not (isinstance(betas, (tuple, list)) and len(betas) == 2 and all(_real(b) and 0 <= b < 1 for b in betas)):
         raise ValueError(f"{where}.betas must be two numbers in [0, 1), got {betas!r}")
 
 

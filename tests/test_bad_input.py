@@ -359,3 +359,54 @@ def test_evaluate_checks_outputs_before_scoring(capsys, tmp_path):
         assert_one_line(err)
     code, err = run(capsys, ["evaluate", "--audio", tmp_path / "none.wav", "--no-dnsmos"])
     assert code == cli.EXIT_ERROR and "does not exist" in err
+
+
+def test_temporaries_of_killed_writes_are_removed(tmp_path):
+    """A write killed before its rename leaves a hidden temporary beside the target; the next write of that target
+    removes it once it is stale, and leaves a fresh one (a write in progress) alone."""
+    import os
+    import time
+
+    import torch
+
+    from codec.audio import save_audio
+    from codec.checkpoint import STALE_SECONDS
+
+    target = tmp_path / "speech.wav"
+    stale, fresh = tmp_path / ".speech.abcd1234.wav", tmp_path / ".speech.wxyz5678.wav"
+    other = tmp_path / ".speech.notours.txt"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"partial")
+    old = time.time() - STALE_SECONDS - 10
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    save_audio(target, torch.zeros(2400), 24000)
+    assert target.is_file() and not stale.exists() and fresh.exists() and other.exists()
+
+
+@settings(max_examples=120, deadline=None)
+@given(field=st.sampled_from(["batch_size", "max_steps", "checkpoint_every", "learning_rate", "segment_seconds",
+                              "lr_warmup_steps", "grad_clip", "keep_checkpoints", "mixed_precision", "betas"]),
+       value=st.one_of(st.integers(-10 ** 6, 10 ** 6), st.floats(allow_nan=True), st.text(max_size=8),
+                       st.booleans(), st.none(), st.lists(st.floats(-2, 2), max_size=3)))
+def test_fuzz_codec_train_config_values(field, value):
+    """Any value of a train field either loads as a valid config or is refused with a ValueError naming the field."""
+    import json
+
+    from codec.training import CODEC_TRAIN_FIELDS, load_train_config
+    from codec.runs import FIELD_KINDS
+
+    override = f"train.{field}={json.dumps(value)}"
+    try:
+        config = load_train_config(ROOT / "recipes" / "codec" / "configs" / "tiny.yaml", [override])
+    except ValueError as err:
+        assert f"train.{field}" in str(err) or "override" in str(err), str(err)
+        return
+    loaded = getattr(config, field)
+    kind = CODEC_TRAIN_FIELDS.get(field)
+    if isinstance(kind, tuple):
+        assert loaded in kind
+    elif kind is not None:
+        assert FIELD_KINDS[kind](loaded), (field, loaded)
+    else:  # betas
+        assert len(loaded) == 2 and all(0 <= b < 1 for b in loaded)
