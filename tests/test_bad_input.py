@@ -230,6 +230,9 @@ def _recipe(tmp_path: Path, case: str):
                    tmp_path / "cuts.jsonl.gz", "--out-dir", tmp_path / "run", "--wandb", "disabled"]
     tiny = "base: " + str(ROOT / "recipes" / "codec" / "configs" / "tiny.yaml") + "\n"
     run = tmp_path / "run"
+    valle_train = [ROOT / "recipes" / "valle" / "train.py", "--config", ROOT / "recipes" / "valle" / "configs" /
+                   "tiny.yaml", "--train-cuts", tmp_path / "cuts.jsonl.gz", "--out-dir", run, "--wandb", "disabled",
+                   "--symbols", ROOT / "tts" / "assets" / "valle-mini" / "symbols.json"]
     cases = {
         "unknown-key": (tiny + "train: {bogus: 1}\n", codec_train, "unknown train field(s): bogus"),
         "unknown-nested-key": (tiny + "codec_overrides: {decoder: {dimm: 8}}\n", codec_train,
@@ -251,6 +254,9 @@ def _recipe(tmp_path: Path, case: str):
                                             tmp_path / "rel"], "No such file or directory"),
         "evaluate-missing-codec": (None, [ROOT / "recipes" / "codec" / "evaluate.py", "--codec", tmp_path / "none",
                                           "--clips", tmp_path], "does not exist"),
+        "valle-train-codec-mismatch": ("badcodec", valle_train + ["--codec", tmp_path / "codec"], "does not fit"),
+        "valle-train-missing-symbols": (None, valle_train[:-2] + ["--symbols", tmp_path / "none.json", "--codec",
+                                                                  "bundled"], "cannot read symbol table"),
     }
     text, argv, message = cases[case]
     if text == "truncate":  # a run whose checkpoint's weights were cut short
@@ -261,6 +267,13 @@ def _recipe(tmp_path: Path, case: str):
         train = load_train_config(ROOT / "recipes" / "codec" / "configs" / "tiny.yaml")
         (run / "train_config.json").write_text(json.dumps(train.to_dict()))
         (ckpt / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    elif text == "badcodec":  # a codec release whose config no longer fits its weights
+        import shutil
+
+        shutil.copytree(ROOT / "codec" / "assets" / "languagecodec-mini", tmp_path / "codec")
+        data = json.loads((tmp_path / "codec" / "config.json").read_text())
+        data["decoder"]["dim"] = 128
+        (tmp_path / "codec" / "config.json").write_text(json.dumps(data))
     elif text is not None:
         config.write_text(text)
     return argv, message
@@ -269,7 +282,7 @@ def _recipe(tmp_path: Path, case: str):
 RECIPE_CASES = ["unknown-key", "unknown-nested-key", "invalid-yaml", "checkpoint-every-0", "negative-max-steps",
                 "nan-learning-rate", "unknown-preset", "missing-config", "missing-cuts", "bad-override",
                 "codec-export-missing-run", "codec-export-truncated", "valle-export-missing-run",
-                "evaluate-missing-codec"]
+                "evaluate-missing-codec", "valle-train-codec-mismatch", "valle-train-missing-symbols"]
 
 
 @pytest.mark.slow

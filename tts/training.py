@@ -381,16 +381,9 @@ class TokenTrainer:
 
 def codec_dimensions(codec: str) -> Dict[str, int]:
     """``num_codebooks``, ``codebook_size`` and ``frame_rate`` of a codec (release directory, official checkpoint or
-    ``"bundled"``), read from its config where it has one."""
+    ``"bundled"``). The codec is loaded whole, so weights that do not fit its config fail here, before training."""
     from codec import load_codec
-    from codec.checkpoint import read_config
-    from codec.model import BUNDLED_DIR
 
-    path = BUNDLED_DIR if codec == "bundled" else Path(codec)
-    if path.is_dir():
-        config = read_config(path)
-        return {"num_codebooks": config.quantizer.num_quantizers, "codebook_size": config.quantizer.codebook_size,
-                "frame_rate": config.frame_rate}
-    model = load_codec(path)
+    model = load_codec(None if codec == "bundled" else Path(codec))
     return {"num_codebooks": model.num_codebooks, "codebook_size": model.codebook_size,
             "frame_rate": model.frame_rate}
