@@ -423,3 +423,26 @@ def test_fuzz_codec_train_config_values(field, value):
         assert FIELD_KINDS[kind](loaded), (field, loaded)
     else:  # betas
         assert len(loaded) == 2 and all(0 <= b < 1 for b in loaded)
+
+
+def test_a_codec_config_at_another_rate_is_refused(capsys, tmp_path):
+    """The bundled model's codec with its config changed to 16 kHz: the release recorded the rates its codes have,
+    so synthesis is refused instead of decoding at the wrong rate."""
+    import json
+    import shutil
+
+    assets = tmp_path / "assets"
+    shutil.copytree(ROOT / "tts" / "assets" / "valle-mini", assets / "valle-mini")
+    codec = json.loads((assets / "valle-mini" / "config.json").read_text())["codec"]["path"]
+    shutil.copytree((ROOT / "tts" / "assets" / "valle-mini" / codec).resolve(), (assets / "valle-mini" / codec))
+    config = assets / "valle-mini" / codec / "config.json"
+    data = json.loads(config.read_text())
+    data["sample_rate"] = 16000
+    config.write_text(json.dumps(data))
+    out = tmp_path / "out.wav"
+    code, err = run(capsys, ["synthesize", "--prompt", PROMPT, "--text", "Hello.", "--prompt-text", "Hello.",
+                             "--checkpoint", assets / "valle-mini", "--out", out])
+    assert code == cli.EXIT_ERROR
+    assert_one_line(err)
+    assert "runs at 16000 Hz" in err and "24000 Hz" in err, err
+    assert not out.exists()

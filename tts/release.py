@@ -40,6 +40,7 @@ class Release:
     codec: str  # "bundled", or the path of a codec release or official checkpoint
     codec_sha256: Optional[str]
     directory: Path
+    codec_rates: Optional[tuple] = None  # (sample rate, frame rate) of the codes it was trained on; older: None
 
 
 def weights_sha256(codec_path: PathLike) -> Optional[str]:
@@ -64,8 +65,11 @@ def save_token_model(model: nn.Module, model_type: str, directory: PathLike, sym
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     source = BUNDLED_DIR if codec == "bundled" else Path(codec)
+    from codec import load_codec
+
+    rates = load_codec(None if codec == "bundled" else source)
     reference = {"path": "bundled" if codec == "bundled" else str(Path(codec).resolve()),
-                 "sha256": weights_sha256(source)}
+                 "sha256": weights_sha256(source), "sample_rate": rates.sample_rate, "frame_rate": rates.frame_rate}
     if copy_codec:
         if not source.is_dir():
             raise ReleaseError(f"only a codec release directory can be copied into a release, not {source}")
@@ -131,5 +135,6 @@ def load_token_model(directory: PathLike, map_location: Union[str, torch.device]
     path = reference.get("path", "bundled")
     if path != "bundled" and not Path(path).is_absolute():
         path = str(directory / path)
+    rates = (reference["sample_rate"], reference["frame_rate"]) if "sample_rate" in reference else None
     return Release(model.to(map_location).eval(), data["model_type"], symbols, path, reference.get("sha256"),
-                   directory)
+                   directory, rates)

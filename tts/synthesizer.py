@@ -356,6 +356,11 @@ def _load_release_codec(release: Release) -> LanguageCodec:
             raise SynthesisError(f"the codec at {path or 'bundled'} is not the one the model was trained with "
                                  f"(weights SHA-256 differs)")
     try:
-        return load_codec(path)
+        codec = load_codec(path)
     except CodecError as err:
         raise SynthesisError(f"the model's codec: {err}") from None
+    if release.codec_rates is not None and (codec.sample_rate, codec.frame_rate) != tuple(release.codec_rates):
+        raise SynthesisError(f"the codec at {path or 'bundled'} runs at {codec.sample_rate} Hz and "
+                             f"{codec.frame_rate} frames/s, the model was trained on codes at "
+                             f"{release.codec_rates[0]} Hz and {release.codec_rates[1]} frames/s")
+    return codec
