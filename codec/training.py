@@ -26,8 +26,8 @@ from .data import AudioCropDataset
 from .discriminators import DiscriminatorConfig, Discriminators, SubOutput
 from .losses import LossWeights, MelLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from .model import LanguageCodec
-from .runs import (CheckpointStore, MetricsLog, NonFiniteLossError, agree_finite, check_fields, endless, flat,
-                   read_yaml, sampler_state, strict_merge, tuples, warmup_cosine)
+from .runs import (LOOP_FIELDS, CheckpointStore, MetricsLog, NonFiniteLossError, agree_finite, check_fields, endless,
+                   flat, read_yaml, sampler_state, strict_merge, tuples, warmup_cosine)
 
 __all__ = ["CodecTrainer", "NonFiniteLossError", "TrainConfig", "load_train_config", "resolve_init_source"]
 
@@ -72,12 +72,8 @@ class TrainConfig:
 
 
 CODEC_TRAIN_FIELDS = {
-    "batch_size": "positive int", "segment_seconds": "positive number", "learning_rate": "positive number",
-    "weight_decay": "number >= 0", "max_steps": "positive int", "lr_warmup_steps": "int >= 0",
-    "reconstruction_only_steps": "int >= 0", "grad_clip": "number >= 0", "mixed_precision": ("no", "fp16", "bf16"),
-    "log_every": "positive int", "checkpoint_every": "positive int", "keep_checkpoints": "positive int",
-    "validate_every": "positive int", "validation_clips": "int >= 0", "max_nonfinite": "int >= 0",
-    "num_workers": "int >= 0", "seed": "int >= 0",
+    **LOOP_FIELDS, "batch_size": "positive int", "segment_seconds": "positive number", "lr_warmup_steps": "int >= 0",
+    "reconstruction_only_steps": "int >= 0", "validation_clips": "int >= 0",
 }
 
 

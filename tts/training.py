@@ -20,8 +20,8 @@ from typing import Dict, Iterator, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from codec.runs import (CheckpointStore, NonFiniteLossError, agree_finite, check_fields, endless, flat, read_yaml,
-                        sampler_state, tuples, unknown_keys, warmup_cosine)
+from codec.runs import (LOOP_FIELDS, CheckpointStore, NonFiniteLossError, agree_finite, check_fields, endless, flat,
+                        read_yaml, sampler_state, tuples, unknown_keys, warmup_cosine)
 from tts.data.dataset import TokenBatch, TokenDataset, make_sampler
 from tts.models.mobilespeech import MobileSpeech, MobileSpeechConfig
 from tts.models.valle import Valle, ValleConfig
@@ -80,13 +80,9 @@ class TokenTrainConfig:
 
 
 TOKEN_TRAIN_FIELDS = {
-    "max_duration": "positive number", "num_buckets": "positive int", "prompt_seconds": "number >= 0",
-    "frame_rate": "positive int", "learning_rate": "positive number", "weight_decay": "number >= 0",
-    "max_steps": "positive int", "warmup_steps": "int >= 0", "min_lr_ratio": "number in [0, 1]",
-    "grad_accumulation": "positive int", "grad_clip": "number >= 0", "mixed_precision": ("no", "fp16", "bf16"),
-    "log_every": "positive int", "checkpoint_every": "positive int", "keep_checkpoints": "positive int",
-    "validate_every": "positive int", "validation_batches": "int >= 0", "max_nonfinite": "int >= 0",
-    "num_workers": "int >= 0", "seed": "int >= 0",
+    **LOOP_FIELDS, "max_duration": "positive number", "num_buckets": "positive int", "prompt_seconds": "number >= 0",
+    "frame_rate": "positive int", "warmup_steps": "int >= 0", "min_lr_ratio": "number in [0, 1]",
+    "grad_accumulation": "positive int", "validation_batches": "int >= 0",
 }
 
 
