@@ -167,7 +167,7 @@ def verify_checkpoint(folder: Path, rank: int, ranks: int) -> Optional[str]:
 class MetricsLog:
     """``<out>/metrics.jsonl``: one JSON line per logged step, beside whatever trackers a run has, so a learning
     curve can be read back without a tracker's tools. Written by the main process; a resumed run appends (a step
-    logged twice, before and after an interruption, keeps its last line when read with ``read``)."""
+    logged before an interruption and again after the resume has two lines; the later one counts)."""
 
     NAME = "metrics.jsonl"
 
@@ -181,18 +181,6 @@ class MetricsLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a") as f:
             f.write(json.dumps({"step": step, **{k: float(v) for k, v in values.items()}}) + "\n")
-
-    @classmethod
-    def read(cls, out_dir: os.PathLike) -> List[dict]:
-        """The logged lines merged per step, in step order."""
-        merged: dict = {}
-        path = Path(out_dir) / cls.NAME
-        if path.is_file():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    row = json.loads(line)
-                    merged.setdefault(row["step"], {}).update(row)
-        return [merged[k] for k in sorted(merged)]
 
 
 # Command-line entry points ------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from lhotse import CutSet
 
-from codec.runs import CheckpointError, run_cli
+from codec.runs import run_cli
 from codec.training import CodecTrainer, load_train_config
 
 
@@ -52,11 +52,7 @@ def main() -> None:
     trainer = CodecTrainer(config, CutSet.from_file(args.train_cuts),
                            args.out_dir, valid_cuts=CutSet.from_file(args.valid_cuts) if args.valid_cuts else None,
                            log_with=log_with, tracker_kwargs={"wandb": {"dir": str(args.out_dir)}})
-    try:
-        resumed = args.resume and trainer.resume()
-    except CheckpointError as err:
-        raise SystemExit(f"error: {err}") from None
-    if resumed:
+    if args.resume and trainer.resume():  # a checkpoint that cannot be restored: run_cli's one line
         trainer.acc.print(f"resumed at step {trainer.step}")
     elif args.init_from:
         info = trainer.init_from(args.init_from)

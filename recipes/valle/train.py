@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from lhotse import CutSet
 
-from codec.runs import CheckpointError, run_cli
+from codec.runs import run_cli
 from tts.data.dataset import cut_codes
 from tts.text import SymbolTable
 from tts.training import TokenTrainer, codec_dimensions, load_token_train_config
@@ -59,11 +59,7 @@ def main() -> None:
     trainer = TokenTrainer(config, train_cuts, symbols, args.out_dir,
                            valid_cuts=CutSet.from_file(args.valid_cuts) if args.valid_cuts else None,
                            codec=args.codec, log_with=log_with, tracker_kwargs={"wandb": {"dir": str(args.out_dir)}})
-    try:
-        resumed = args.resume and trainer.resume()
-    except CheckpointError as err:
-        raise SystemExit(f"error: {err}") from None
-    if resumed:
+    if args.resume and trainer.resume():  # a checkpoint that cannot be restored: run_cli's one line
         trainer.acc.print(f"resumed at step {trainer.step}")
     trainer.train(stop_after=args.stop_after)
     release = trainer.export(dtype=getattr(torch, args.export_dtype), copy_codec=args.copy_codec)
