@@ -18,6 +18,7 @@ import time
 import torch
 
 from tts.models.mobilespeech import MobileSpeech, MobileSpeechConfig
+from tts.models.sampling import SamplingConfig
 from tts.models.valle import Valle, ValleConfig
 
 PRESETS = {"mini": MobileSpeechConfig.mini, "paper": MobileSpeechConfig.paper}
@@ -48,13 +49,14 @@ def run(name: str, args) -> dict:
     durations = torch.full((1, args.phonemes), per)
     durations[0, : args.frames - per * args.phonemes] += 1
     lens = torch.tensor([args.phonemes])
-    mobile.generate(phonemes[:, :10], torch.tensor([10]), prompt, steps=2, durations=durations[:, :10])  # warm-up
+    mobile.decode(phonemes[:, :10], torch.tensor([10]), prompt, steps=2, durations=durations[:, :10])  # warm-up
     start = time.perf_counter()
-    codes = mobile.generate(phonemes, lens, prompt, steps=args.steps, temperature=0.0, durations=durations)[0]
+    codes = mobile.decode(phonemes, lens, prompt, steps=args.steps, temperature=0.0, durations=durations)[0]
     t_mobile = time.perf_counter() - start
     assert codes.shape == (config.num_codebooks, args.frames)
     start = time.perf_counter()
-    out = valle.synthesize([phonemes[0]], prompt, [(args.frames, args.frames)])[0]
+    first = valle.ar.generate(phonemes, lens, prompt[0], [(args.frames, args.frames)], SamplingConfig())
+    out = valle.nar.generate(phonemes, lens, prompt, first)[0]
     t_valle = time.perf_counter() - start
     assert out.shape[1] == args.frames, out.shape
     params = sum(p.numel() for p in mobile.parameters()) / 1e6

@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from tts.models.sampling import SamplingConfig, decode_autoregressive
+from tts.models.sampling import SamplingConfig
 from tts.models.valle import ValleAR, ValleConfig
 
 PRESETS = {"mini": ValleConfig.mini, "paper": ValleConfig.paper}
@@ -36,29 +36,25 @@ def build(name: str, num_symbols: int = 100) -> ValleAR:
 
 
 def decode(model: ValleAR, phonemes, prompt, frames: int, use_cache: bool):
+    """Greedy codes of the model's decoding path (``ValleAR.generate``) and the seconds it took."""
     start = time.perf_counter()
-    codes = decode_autoregressive(model.logits_stream(phonemes, prompt, use_cache=use_cache), model.eos, frames,
-                                  frames, SamplingConfig(greedy=True))
-    return codes, time.perf_counter() - start
+    (codes,) = model.generate(phonemes, torch.tensor([phonemes.shape[1]]), prompt, [(frames, frames)],
+                              SamplingConfig(greedy=True), use_cache=use_cache)
+    return codes.tolist(), time.perf_counter() - start
 
 
 @torch.no_grad()
 def uncached_step_time(model: ValleAR, phonemes, prompt, generated: int) -> float:
     """Seconds of one uncached step after ``generated`` frames (a full forward over the sequence so far)."""
-    tokens = torch.cat([prompt, torch.zeros(1, generated, dtype=torch.long)], dim=1)
-    stream = model.logits_stream(phonemes, tokens, use_cache=False)
-    start = time.perf_counter()
-    next(stream)
-    elapsed = time.perf_counter() - start
-    stream.close()
-    return elapsed
+    tokens = torch.cat([prompt, torch.zeros(generated, dtype=torch.long)])
+    return decode(model, phonemes, tokens, 1, use_cache=False)[1]
 
 
 def run(name: str, args) -> dict:
     model = build(name)
     g = torch.Generator().manual_seed(1)
     phonemes = torch.randint(3, 100, (1, args.phonemes), generator=g)
-    prompt = torch.randint(0, 1024, (1, args.prompt_frames), generator=g)
+    prompt = torch.randint(0, 1024, (args.prompt_frames,), generator=g)
     decode(model, phonemes, prompt, 5, True)  # warm-up
     cached, t_cached = decode(model, phonemes, prompt, args.frames, True)
     full = args.full or name == "mini"

@@ -13,14 +13,13 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import List, Optional, Sequence, Union
 
 import torch
 from safetensors.torch import save_file
-from torch import nn
-
 from codec.checkpoint import atomic_path, load_safetensors, load_strict
 from codec.errors import CodecError
+from tts.models.base import TokenModel
 from tts.text import SymbolTable
 
 FORMAT_VERSION = 1
@@ -34,7 +33,7 @@ class ReleaseError(ValueError):
 
 @dataclass
 class Release:
-    model: nn.Module
+    model: TokenModel
     model_type: str
     symbols: SymbolTable
     codec: str  # "bundled", or the path of a codec release or official checkpoint
@@ -56,10 +55,10 @@ def weights_sha256(codec_path: PathLike) -> Optional[str]:
     return digest.hexdigest()
 
 
-def save_token_model(model: nn.Module, model_type: str, directory: PathLike, symbols: SymbolTable, codec: str,
+def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTable, codec: str,
                      copy_codec: bool = False, dtype: Optional[torch.dtype] = None) -> Path:
-    """Write a release. ``model`` has ``config`` (with ``to_dict``) and ``stages``; ``codec`` is what the training
-    data was tokenized with (a codec release directory, an official checkpoint or ``"bundled"``)."""
+    """Write a release of a registered token model; ``codec`` is what the training data was tokenized with (a codec
+    release directory, an official checkpoint or ``"bundled"``)."""
     from codec.model import BUNDLED_DIR
 
     directory = Path(directory)
@@ -84,7 +83,7 @@ def save_token_model(model: nn.Module, model_type: str, directory: PathLike, sym
     with atomic_path(directory / WEIGHTS_NAME) as tmp:
         save_file(state, str(tmp), metadata={"format": "pt"})
     symbols.save(directory / SYMBOLS_NAME)
-    config = {"format_version": FORMAT_VERSION, "model_type": model_type, "stages": list(model.stages),
+    config = {"format_version": FORMAT_VERSION, "model_type": model.name, "stages": list(model.stages),
               "config": model.config.to_dict(), "phonemizer": symbols.frontend, "codec": reference}
     with atomic_path(directory / CONFIG_NAME) as tmp:
         tmp.write_text(json.dumps(config, indent=1) + "\n")
@@ -113,17 +112,16 @@ def read_release_config(directory: PathLike) -> dict:
 
 def load_token_model(directory: PathLike, map_location: Union[str, torch.device] = "cpu") -> Release:
     """Load a release written by ``save_token_model`` (strictly: every weight must fit); eval mode."""
-    from tts.models.mobilespeech import MobileSpeech, MobileSpeechConfig
-    from tts.models.valle import Valle, ValleConfig
+    from tts.models.registry import model_class
 
     directory = Path(directory)
     data = read_release_config(directory)
-    builders = {"valle": lambda: Valle(ValleConfig.from_dict(data["config"]), data.get("stages", ("ar", "nar"))),
-                "mobilespeech": lambda: MobileSpeech(MobileSpeechConfig.from_dict(data["config"]))}
-    if data["model_type"] not in builders:
-        raise ReleaseError(f"{directory}: unknown model type {data['model_type']!r} (known: {', '.join(builders)})")
     try:
-        model = builders[data["model_type"]]()
+        kind = model_class(data["model_type"])
+    except ValueError as err:
+        raise ReleaseError(f"{directory}: {err}") from None
+    try:
+        model = kind.build(kind.config_class.from_dict(data["config"]), data.get("stages"))
         load_strict(model, load_safetensors(directory / WEIGHTS_NAME), source=str(directory / WEIGHTS_NAME))
         symbols = SymbolTable.load(directory / SYMBOLS_NAME)
     except (CodecError, ValueError, TypeError, KeyError, AttributeError) as err:
@@ -138,3 +136,63 @@ def load_token_model(directory: PathLike, map_location: Union[str, torch.device]
     rates = (reference["sample_rate"], reference["frame_rate"]) if "sample_rate" in reference else None
     return Release(model.to(map_location).eval(), data["model_type"], symbols, path, reference.get("sha256"),
                    directory, rates)
+
+
+def _checkpoint(run: Path, name: Optional[str] = None) -> Path:
+    checkpoints = sorted(p for p in (run / "checkpoints").glob("step-*") if p.is_dir())
+    if not checkpoints:
+        raise ReleaseError(f"{run} has no checkpoints")
+    path = run / "checkpoints" / name if name else checkpoints[-1]
+    if not (path / "model.safetensors").is_file():
+        raise ReleaseError(f"{path} has no model.safetensors")
+    return path
+
+
+def _run_config(run: Path) -> dict:
+    try:
+        return json.loads((run / "train_config.json").read_text())
+    except (OSError, ValueError) as err:
+        raise ReleaseError(f"{run} is not a token-model run directory: {err}") from None
+
+
+def _codec(run: Path) -> str:
+    return json.loads((run / "codec.json").read_text())["codec"] if (run / "codec.json").exists() else "bundled"
+
+
+def export_runs(runs: Sequence[PathLike], out: PathLike, checkpoint: Optional[str] = None,
+                dtype: Optional[torch.dtype] = None, copy_codec: bool = False) -> List[str]:
+    """One release from the runs' checkpoints: the whole model of one run, or the stages of several runs of a model
+    whose stages train separately (VALL-E's AR and NAR). Each run's latest checkpoint, or ``checkpoint`` (a
+    ``step-*`` name) of each. Returns a line per run saying what was taken from it."""
+    from tts.models.registry import model_class
+
+    runs, out, lines = [Path(r) for r in runs], Path(out), []
+    first = _run_config(runs[0])
+    kind = model_class(first.get("model_type", "valle"))  # runs written before model_type was recorded: VALL-E
+    if len(runs) > 1 and not kind.separable_stages:
+        raise ReleaseError(f"a {kind.name} release comes from exactly one run")
+    state, stages, config = {}, set(), None
+    for run in runs:
+        train = _run_config(run)
+        if train.get("model_type", "valle") != kind.name:
+            raise ReleaseError(f"{run} trains {train.get('model_type', 'valle')}, not {kind.name} like {runs[0]}")
+        run_config = kind.config_class.from_dict(train["model"])
+        if config is not None and run_config != config:
+            raise ReleaseError(f"{run} trains another model size than {runs[0]}")
+        config = run_config
+        path = _checkpoint(run, checkpoint)
+        weights = load_safetensors(path / "model.safetensors")
+        for stage in train["stages"]:
+            if stage in stages:
+                raise ReleaseError(f"stage {stage} is trained by more than one of the runs")
+            stages.add(stage)
+        if len(runs) == 1:
+            state = weights
+        else:
+            state.update({k: v for k, v in weights.items() if k.split(".", 1)[0] in train["stages"]})
+        lines.append(f"{run}: {kind.name} {', '.join(train['stages'])} from {path.name}")
+    model = kind.build(config, [s for s in kind.all_stages if s in stages])
+    load_strict(model, state, source=", ".join(str(r) for r in runs))
+    save_token_model(model, out, SymbolTable.load(runs[-1] / "symbols.json"), _codec(runs[-1]),
+                     copy_codec=copy_codec, dtype=dtype)
+    return lines

@@ -21,13 +21,15 @@ import torch
 from codec import LanguageCodec, load_codec
 from codec.audio import load_audio
 from codec.errors import CodecError
-from tts.models.sampling import SamplingConfig, length_limits
+from tts.models.base import GenerationRequest
+from tts.models.registry import MODELS
+from tts.models.sampling import SamplingConfig
 from tts.release import Release, ReleaseError, load_token_model, weights_sha256
 from tts.text.phonemize import WORD_BOUNDARY, TextError, build_phonemizer, is_phone
 
 PathLike = Union[str, os.PathLike]
 BUNDLED_MODELS = Path(__file__).resolve().parent / "assets"
-MODEL_TYPES = ("valle", "mobilespeech")
+MODEL_TYPES = tuple(MODELS)
 DEFAULT_MODEL = "valle"  # the bundled model used when none is named
 MIN_PROMPT_SECONDS = 1.0
 SILENCE_DB = -40.0  # frames this far below the prompt's loudest frame count as silence
@@ -204,7 +206,7 @@ class Synthesizer:
 
     @property
     def needs_prompt_text(self) -> bool:
-        return self.release.model_type == "valle"
+        return self.model.needs_prompt_text
 
     @property
     def sample_rate(self) -> int:
@@ -321,16 +323,11 @@ class Synthesizer:
         with tqdm(total=len(sentences), desc="synthesize", unit="sentence", disable=not progress, delay=1.0) as bar:
             for b in range(0, len(sentences), batch_size):
                 chunk = sentences[b: b + batch_size]
-                phonemes = [ids for _, ids, _ in chunk]
+                request = GenerationRequest([ids for _, ids, _ in chunk], [n for _, _, n in chunk], prompt.codes,
+                                            self.codec.frame_rate, sampling or SamplingConfig(), steps, speed,
+                                            generator)
                 with torch.inference_mode():
-                    if self.needs_prompt_text:
-                        limits = [length_limits(n, self.codec.frame_rate) for _, _, n in chunk]
-                        codes = self.model.synthesize(phonemes, prompt.codes, limits, sampling, generator)
-                    else:
-                        sampling = sampling or SamplingConfig()
-                        codes = self.model.synthesize(phonemes, prompt.codes, steps=steps, speed=speed,
-                                                      temperature=0.0 if sampling.greedy else sampling.temperature,
-                                                      generator=generator)
+                    codes = self.model.generate(request)
                     for c in codes:
                         audio.append(self.codec.decode(c[None])[0, 0].float().cpu().numpy())
                 bar.update(len(chunk))

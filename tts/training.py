@@ -15,16 +15,16 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence, Union
+from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 from torch import nn
 
 from codec.runs import (LOOP_FIELDS, CheckpointStore, NonFiniteLossError, agree_finite, check_fields, endless, flat,
                         read_yaml, sampler_state, tuples, unknown_keys, warmup_cosine)
-from tts.data.dataset import TokenBatch, TokenDataset, make_sampler
-from tts.models.mobilespeech import MobileSpeech, MobileSpeechConfig
-from tts.models.valle import Valle, ValleConfig
+from tts.data.dataset import TokenBatch, TokenDataset, cut_codes, make_sampler
+from tts.models.base import TokenModel
+from tts.models.registry import model_class
 from tts.text import SymbolTable
 
 __all__ = ["NonFiniteLossError", "TokenTrainConfig", "TokenTrainer", "build_model", "load_token_train_config"]
@@ -35,10 +35,11 @@ class TokenTrainConfig:
     """A token-model run; stored in ``train_config.json`` of the run directory.
 
     Attributes:
-        model_type: ``valle`` or ``mobilespeech``.
-        model: the model's config (``ValleConfig`` or ``MobileSpeechConfig``), sized for the data's symbols and codec.
-        stages: VALL-E: what to train, ``("ar",)``, ``("nar",)`` or both (summed losses). MobileSpeech: ``("smd",)``
-            (its mask decoder, duration predictor and aligner always train together).
+        model_type: a registered model (``tts.models.registry``): ``valle`` or ``mobilespeech``.
+        model: the model's config (its ``config_class``), sized for the data's symbols and codec.
+        stages: what to train (summed losses), a subset of the model's ``all_stages``. VALL-E: ``("ar",)``,
+            ``("nar",)`` or both. MobileSpeech: ``("smd",)`` (its mask decoder, duration predictor and aligner always
+            train together).
         max_duration: seconds of target audio per batch per process (Lhotse dynamic bucketing).
         grad_accumulation: batches per optimizer step.
         prompt_seconds: longest acoustic prompt (a prefix of the target; VALL-E's ``prefix_mode 1``).
@@ -48,7 +49,7 @@ class TokenTrainConfig:
     """
 
     model_type: str
-    model: Union[ValleConfig, MobileSpeechConfig]
+    model: object
     stages: tuple = ("ar", "nar")
     max_duration: float = 60.0
     num_buckets: int = 10
@@ -86,19 +87,11 @@ TOKEN_TRAIN_FIELDS = {
 }
 
 
-def build_model(config: TokenTrainConfig) -> nn.Module:
-    if config.model_type == "valle":
-        return Valle(config.model, config.stages)
-    if config.model_type == "mobilespeech":
-        return MobileSpeech(config.model)
-    raise ValueError(f"unknown model type {config.model_type!r}")
+def build_model(config: TokenTrainConfig) -> TokenModel:
+    return model_class(config.model_type).build(config.model, config.stages)
 
 
-MODEL_CONFIGS = {"valle": ValleConfig, "mobilespeech": MobileSpeechConfig}
-MODEL_PRESETS = {name: {"paper": kind.paper, "mini": kind.mini, "tiny": kind.tiny}
-                 for name, kind in MODEL_CONFIGS.items()}
-LOSS_ONLY = {"duration", "aligner"}  # MobileSpeech outputs without token accuracies
-DEFAULT_STAGES = {"valle": ("ar", "nar"), "mobilespeech": ("smd",)}
+PRESETS = ("paper", "mini", "tiny")
 
 
 def load_token_train_config(path: os.PathLike, num_symbols: int, num_codebooks: int, codebook_size: int,
@@ -114,10 +107,14 @@ def load_token_train_config(path: os.PathLike, num_symbols: int, num_codebooks: 
     if unknown:
         raise ValueError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
     model_type = data.get("model_type", "valle")
-    presets = MODEL_PRESETS.get(model_type)
-    if presets is None or data.get("preset", "mini") not in presets:
-        raise ValueError(f"unknown model {model_type!r} / preset {data.get('preset')!r} in {path}")
-    model = presets[data.get("preset", "mini")](num_symbols, num_codebooks, codebook_size).to_dict()
+    try:
+        kind = model_class(model_type)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    preset = data.get("preset", "mini")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r} in {path} (known: {', '.join(PRESETS)})")
+    model = getattr(kind.config_class, preset)(num_symbols, num_codebooks, codebook_size).to_dict()
     overrides = data.get("model_overrides", {})
     if not isinstance(overrides, dict):
         raise ValueError(f"model_overrides must be a mapping, got {overrides!r}")
@@ -135,12 +132,9 @@ def load_token_train_config(path: os.PathLike, num_symbols: int, num_codebooks: 
     fields = {f.name for f in dataclasses.fields(TokenTrainConfig)} - {"model_type", "model"}
     if set(train) - fields:
         raise ValueError(f"unknown train field(s): {', '.join(sorted(set(train) - fields))}")
-    train.setdefault("stages", DEFAULT_STAGES[model_type])
-    allowed = {"valle": {"ar", "nar"}, "mobilespeech": {"smd"}}[model_type]
-    if not train["stages"] or set(train["stages"]) - allowed:
-        raise ValueError(f"stages of a {model_type} run are {sorted(allowed)}, got {train['stages']}")
+    train["stages"] = kind.check_stages(train.get("stages", kind.all_stages))
     try:
-        config = MODEL_CONFIGS[model_type].from_dict(model)
+        config = kind.config_class.from_dict(model)
     except TypeError as err:
         raise ValueError(f"invalid model config in {path}: {err}") from None
     return TokenTrainConfig(model_type=model_type, model=config, **{k: tuples(v) for k, v in train.items()})
@@ -163,8 +157,8 @@ class TokenTrainer:
 
         self.config, self.symbols, self.codec = config, symbols, codec
         self.out = Path(out_dir)
-        # The NAR trains one head per step (its stage is drawn): the others get no gradient on that rank.
-        ddp = DistributedDataParallelKwargs(find_unused_parameters="nar" in config.stages)
+        self.kind = model_class(config.model_type)
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=self.kind.unused_parameters(config.stages))
         self.acc = accelerator or Accelerator(mixed_precision=config.mixed_precision, log_with=log_with,
                                               project_dir=str(self.out), kwargs_handlers=[ddp])
         set_seed(config.seed)
@@ -209,24 +203,11 @@ class TokenTrainer:
 
     # The step ---------------------------------------------------------------------------------------------------
 
-    def _nar_stage(self, micro: int) -> Optional[int]:
-        """The NAR's codebook for this batch: drawn from a generator of (seed, step, rank, micro-batch), so a resumed
-        run draws what an unbroken one would."""
-        if "nar" not in self.config.stages:
-            return None
-        return int(torch.randint(1, self.config.model.num_codebooks, (1,), generator=self._step_generator(micro)))
-
     def _step_generator(self, micro: int) -> torch.Generator:
-        """A generator seeded by (seed, step, rank, micro-batch): what a step draws is the same after a resume."""
+        """A generator seeded by (seed, step, rank, micro-batch) for what the model draws in a step (VALL-E's NAR
+        codebook, MobileSpeech's masks): the same after a resume as in an unbroken run."""
         return torch.Generator().manual_seed(((self.config.seed * 1_000_003 + self.step) * 1009
                                               + self.acc.process_index) * 17 + micro)
-
-    def _forward(self, model: nn.Module, batch: TokenBatch, micro: int, nar_stage: Optional[int] = None):
-        """The model's outputs on a batch. MobileSpeech draws its masks from a generator of (seed, step, rank,
-        micro-batch), like the NAR stage, so that a resumed run repeats an unbroken one."""
-        if self.config.model_type == "mobilespeech":
-            return model(batch, generator=self._step_generator(micro))
-        return model(batch, nar_stage=self._nar_stage(micro) if nar_stage is None else nar_stage)
 
     def train_step(self, batches: Sequence[TokenBatch]) -> Dict[str, float]:
         """One optimizer step over ``grad_accumulation`` batches (the loss of each scaled by 1/N)."""
@@ -239,15 +220,15 @@ class TokenTrainer:
             # Gradients are all-reduced once, on the last micro-batch.
             with self.acc.no_sync(self.model) if i < n - 1 else nullcontext():
                 with self.acc.autocast():
-                    outputs = self._forward(self.model, batch, i)
+                    outputs = self.model(batch, generator=self._step_generator(i))
                 loss = sum(o.loss for o in outputs.values())
                 if not agree_finite(self.acc, loss):
                     skipped = True
                     continue
                 self.acc.backward(loss / n)
             for name, o in outputs.items():
-                metrics = (("loss", o.loss),) if name in LOSS_ONLY else (("loss", o.loss), ("accuracy", o.accuracy),
-                                                                           ("top10", o.top10))
+                metrics = (("loss", o.loss),) if name in self.kind.loss_only else (
+                    ("loss", o.loss), ("accuracy", o.accuracy), ("top10", o.top10))
                 for key, value in metrics:
                     logs[f"{name}_{key}"] = logs.get(f"{name}_{key}", 0.0) + value.item() / n
                 logs[f"{name}_tokens"] = logs.get(f"{name}_tokens", 0.0) + o.tokens
@@ -296,9 +277,7 @@ class TokenTrainer:
                 mean = {k: sum(d.get(k, 0.0) for d in window) / len(window) for k in window[-1]}
                 mean["frames_per_second"] = frames * self.acc.num_processes / (now - last)
                 self.acc.log({f"train/{k}": v for k, v in mean.items()}, step=self.step)
-                bar.set_postfix({k: f"{mean[k]:.3f}" for k in ("ar_loss", "ar_accuracy", "nar_loss", "nar_accuracy",
-                                                               "smd_loss", "smd_accuracy", "duration_loss")
-                                 if k in mean})
+                bar.set_postfix({k: f"{mean[k]:.3f}" for k in self.kind.progress_keys if k in mean})
                 last, window, frames = now, [], 0
             if self.valid_cuts is not None and self.step % self.config.validate_every == 0:
                 self.validate()
@@ -322,23 +301,17 @@ class TokenTrainer:
             if self.config.validation_batches and index >= self.config.validation_batches:
                 break
             batch = self.dataset[cuts_batch].to(self.acc.device)
-            stages = range(1, self.config.model.num_codebooks) if "nar" in self.config.stages else [None]
-            for nar_stage in stages:
-                with self.acc.autocast():
-                    if self.config.model_type == "mobilespeech":  # masks drawn the same way at every validation
-                        outputs = model(batch, generator=torch.Generator().manual_seed(index))
-                    else:
-                        outputs = model(batch, nar_stage=nar_stage)
+            with self.acc.autocast():
+                passes = model.validation_outputs(batch, index)
+            for outputs in passes:
                 for name, o in outputs.items():
-                    if name == "ar" and nar_stage not in (None, 1):
-                        continue  # the AR's numbers do not depend on the NAR stage
                     for key, value in (("loss", o.loss), ("accuracy", o.accuracy), ("top10", o.top10)):
                         totals[f"{name}_{key}"] = totals.get(f"{name}_{key}", 0.0) + float(value) * o.tokens
                     totals[f"{name}_tokens"] = totals.get(f"{name}_tokens", 0.0) + o.tokens
         results = {}
         for name in dict.fromkeys(key.rsplit("_", 1)[0] for key in totals):
             tokens = totals.get(f"{name}_tokens", 0.0)
-            for key in ("loss",) if name in LOSS_ONLY else ("loss", "accuracy", "top10"):
+            for key in ("loss",) if name in self.kind.loss_only else ("loss", "accuracy", "top10"):
                 if tokens:
                     results[f"valid/{name}_{key}"] = totals[f"{name}_{key}"] / tokens
         model.train(was_training)
@@ -369,7 +342,7 @@ class TokenTrainer:
 
         directory = Path(directory) if directory else self.out / "release"
         if self.acc.is_main_process:
-            save_token_model(self.unwrapped, self.config.model_type, directory, self.symbols, self.codec,
+            save_token_model(self.unwrapped, directory, self.symbols, self.codec,
                              copy_codec=copy_codec, dtype=dtype)
         self.acc.wait_for_everyone()
         return directory
@@ -383,3 +356,51 @@ def codec_dimensions(codec: str) -> Dict[str, int]:
     model = load_codec(None if codec == "bundled" else Path(codec))
     return {"num_codebooks": model.num_codebooks, "codebook_size": model.codebook_size,
             "frame_rate": model.frame_rate}
+
+
+def main(description: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> None:
+    """The training command of the token-model recipes (``recipes/valle/train.py``, ``recipes/mobilespeech/train.py``):
+    the config's ``model_type`` selects the model."""
+    import argparse
+
+    from lhotse import CutSet
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE", help="config overrides")
+    parser.add_argument("--train-cuts", type=Path, required=True)
+    parser.add_argument("--valid-cuts", type=Path)
+    parser.add_argument("--symbols", type=Path, help="default: symbols.json beside --train-cuts")
+    parser.add_argument("--codec", default="bundled", help="codec release directory, official checkpoint or bundled")
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out-dir")
+    parser.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
+    parser.add_argument("--wandb", choices=["online", "offline", "disabled"], default="offline")
+    parser.add_argument("--export-dtype", choices=["float32", "float16"], default="float32")
+    parser.add_argument("--copy-codec", action="store_true", help="copy the codec into the release")
+    parser.add_argument("--threads", type=int, help="torch threads per process")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    symbols = SymbolTable.load(args.symbols or args.train_cuts.parent / "symbols.json")
+    dims = codec_dimensions(args.codec)
+    train_cuts = CutSet.from_file(args.train_cuts)
+    stored = cut_codes(next(iter(train_cuts))).shape[1]
+    if stored != dims["num_codebooks"]:
+        raise SystemExit(f"error: the cuts hold {stored} codebooks, the codec {args.codec} has "
+                         f"{dims['num_codebooks']}: they were tokenized with another codec")
+    config = load_token_train_config(args.config, len(symbols), dims["num_codebooks"], dims["codebook_size"],
+                                     args.set + [f"train.frame_rate={dims['frame_rate']}"])
+    log_with = None
+    if args.wandb != "disabled":
+        os.environ.setdefault("WANDB_MODE", args.wandb)
+        log_with = "wandb"
+    trainer = TokenTrainer(config, train_cuts, symbols, args.out_dir,
+                           valid_cuts=CutSet.from_file(args.valid_cuts) if args.valid_cuts else None,
+                           codec=args.codec, log_with=log_with, tracker_kwargs={"wandb": {"dir": str(args.out_dir)}})
+    if args.resume and trainer.resume():  # a checkpoint that cannot be restored: run_cli's one line
+        trainer.acc.print(f"resumed at step {trainer.step}")
+    trainer.train(stop_after=args.stop_after)
+    release = trainer.export(dtype=getattr(torch, args.export_dtype), copy_codec=args.copy_codec)
+    trainer.acc.print(f"release written to {release}")
+    trainer.acc.end_training()

@@ -64,7 +64,7 @@ def test_forward_sum_loss_prefers_the_diagonal():
 
 
 def test_aligner_learns_mini_corpus_utterances(built):
-    from tests.tts.test_valle_training import data
+    from tests.support import corpus_data as data
 
     cuts, symbols, _ = data(built)
     few = CutSet.from_cuts(list(cuts.sort_by_duration(ascending=True))[:4])

@@ -11,7 +11,11 @@ import soundfile as sf
 import torch
 from lhotse import CutSet
 
+from tests.support import corpus_data as data
+from tests.support import weights
 from tts.data.dataset import TokenDataset
+from tts.models.base import GenerationRequest
+from tts.models.sampling import SamplingConfig
 from tts.models.mobilespeech import MobileSpeech, MobileSpeechConfig, length_regulate
 
 
@@ -25,7 +29,6 @@ def test_length_regulate():
 
 @pytest.mark.slow
 def test_overfits_and_decodes(built):
-    from tests.tts.test_valle_training import data
 
     torch.set_num_threads(1)
     cuts, symbols, _ = data(built)
@@ -55,15 +58,14 @@ def test_overfits_and_decodes(built):
     assert ((predicted.sum(1).float() / aligned.sum(1).float()) - 1).abs().max() < 0.15, (predicted.sum(1),
                                                                                           aligned.sum(1))
     texts = [batch.phonemes[i, : batch.phoneme_lens[i]] for i in range(2)]
-    a = model.synthesize(texts, prompt, steps=4, generator=torch.Generator().manual_seed(1))
-    b = model.synthesize(texts, prompt, steps=4, generator=torch.Generator().manual_seed(1))
+    a, b = (model.generate(GenerationRequest(texts, [int(t.numel()) for t in texts], prompt, 75, SamplingConfig(),
+                                             steps=4, generator=torch.Generator().manual_seed(1))) for _ in range(2))
     assert all(torch.equal(x, y) for x, y in zip(a, b))
     for codes, n in zip(a, predicted.sum(1)):
         assert codes.shape == (8, int(n)) and codes.min() >= 0 and codes.max() < 64
 
 
 def test_config_files(built):
-    from tests.tts.test_valle_training import data
     from tts.training import load_token_train_config
 
     _, symbols, _ = data(built)
@@ -79,7 +81,6 @@ def test_config_files(built):
 
 @pytest.mark.slow
 def test_training_resumes_exactly_and_the_release_speaks(built, tmp_path):
-    from tests.tts.test_valle_training import data, weights
     from tts.training import TokenTrainer, load_token_train_config
 
     cuts, symbols, codec = data(built)
@@ -101,12 +102,10 @@ def test_training_resumes_exactly_and_the_release_speaks(built, tmp_path):
     assert "valid/duration_accuracy" not in results
     release = resumed.export(dtype=torch.float32)
     # the export recipe makes the same release from the run's latest checkpoint, in fp16 when asked
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes" / "valle"))
-    from export import export
+    from tts.release import export_runs, load_token_model
 
-    from tts.release import load_token_model
-
-    exported = load_token_model(export([tmp_path / "b"], tmp_path / "exported", dtype=torch.float16)).model
+    export_runs([tmp_path / "b"], tmp_path / "exported", dtype=torch.float16)
+    exported = load_token_model(tmp_path / "exported").model
     assert isinstance(exported, type(resumed.unwrapped))
     own = resumed.unwrapped.state_dict()
     assert all(torch.equal(v.half().float(), exported.state_dict()[k].float()) for k, v in own.items()

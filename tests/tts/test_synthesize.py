@@ -29,7 +29,7 @@ def release(built, tmp_path_factory):
     symbols = SymbolTable.load(config.work_dir / "symbols.json")
     torch.manual_seed(0)
     model = Valle(ValleConfig.tiny(len(symbols)), ("ar", "nar"))
-    directory = save_token_model(model, "valle", tmp_path_factory.mktemp("release") / "valle", symbols,
+    directory = save_token_model(model, tmp_path_factory.mktemp("release") / "valle", symbols,
                                  codec=str(root / "codec"))
     cut = max(CutSet.from_file(config.work_dir / "cuts_train.jsonl.gz"), key=lambda c: c.duration)
     folder = tmp_path_factory.mktemp("prompt")

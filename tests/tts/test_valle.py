@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tts.models.sampling import SamplingConfig, decode_autoregressive, filter_logits, sample_token
+from tts.models.base import GenerationRequest
+from tts.models.sampling import SamplingConfig, filter_logits, length_limits, sample_token
 from tts.models.valle import Valle, ValleAR, ValleConfig, ValleNAR
 
 
@@ -63,22 +64,35 @@ def test_nar_overfits_and_ignores_prompt_frames():
 
 
 def test_kv_cache_greedy_equals_recomputation():
+    """The one AR decoding path, with and without the cache, on a padded batch: identical greedy codes, and the
+    cached logits of every step equal a full forward pass over the sequence so far."""
     torch.manual_seed(0)
     model = ValleAR(ValleConfig.tiny(num_symbols=20)).eval()
-    phonemes = torch.randint(3, 20, (1, 9))
-    prompt = torch.randint(0, 64, (1, 5))
+    phonemes = torch.randint(3, 20, (2, 9))
+    lens = torch.tensor([9, 6])
+    phonemes[1, 6:] = 0
+    prompt = torch.randint(0, 64, (5,))
     greedy = SamplingConfig(greedy=True)
-    with_cache = decode_autoregressive(model.logits_stream(phonemes, prompt, use_cache=True), model.eos, 40, 40,
-                                       greedy)
-    without = decode_autoregressive(model.logits_stream(phonemes, prompt, use_cache=False), model.eos, 40, 40,
-                                    greedy)
-    assert len(with_cache) == 40 and with_cache == without
-    # and the step logits agree numerically
-    a, b = model.logits_stream(phonemes, prompt, True), model.logits_stream(phonemes, prompt, False)
-    la, lb = next(a), next(b)
-    for token in with_cache[:10]:
-        assert torch.allclose(la, lb, atol=1e-4)
-        la, lb = a.send(torch.tensor(token)), b.send(torch.tensor(token))
+    limits = [(40, 40), (40, 40)]
+    with_cache = model.generate(phonemes, lens, prompt, limits, greedy)
+    without = model.generate(phonemes, lens, prompt, limits, greedy, use_cache=False)
+    assert [c.numel() for c in with_cache] == [40, 40]
+    assert all(torch.equal(a, b) for a, b in zip(with_cache, without))
+    # the logits the cached path decoded from equal those of a recomputation over the whole sequence
+    steps = []
+    head = model.head.forward
+    model.head.forward = lambda h: steps.append(head(h)) or steps[-1]
+    try:
+        model.generate(phonemes, lens, prompt, [(12, 12)] * 2, greedy)
+    finally:
+        del model.head.forward
+    for i in range(2):
+        tokens = torch.cat([torch.tensor([model.bos]), prompt, with_cache[i][:11]])[None]
+        x, mask = model._join(phonemes[i:i + 1, :lens[i]], lens[i:i + 1], model.audio_embedding(tokens),
+                              torch.tensor([tokens.shape[1]]), causal_audio=True)
+        full = model.head(model.transformer(x, mask=mask))[0, -12:]
+        cached = torch.stack([s[i] for s in steps])
+        assert torch.allclose(cached, full, atol=1e-4)
 
 
 def test_guards_and_seeded_sampling():
@@ -86,16 +100,17 @@ def test_guards_and_seeded_sampling():
     model = ValleAR(ValleConfig.tiny(num_symbols=20)).eval()
     with torch.no_grad():
         model.head.bias[model.eos] = 50.0  # a model that always wants to stop
-    phonemes, prompt = torch.randint(3, 20, (1, 6)), torch.randint(0, 64, (1, 4))
-    out = decode_autoregressive(model.logits_stream(phonemes, prompt), model.eos, 30, 8, SamplingConfig(greedy=True))
-    assert len(out) == 8  # no end before min_tokens, and it ends right after
+    phonemes, lens, prompt = torch.randint(3, 20, (1, 6)), torch.tensor([6]), torch.randint(0, 64, (4,))
+    greedy = SamplingConfig(greedy=True)
+    (out,) = model.generate(phonemes, lens, prompt, [(8, 30)], greedy)
+    assert out.numel() == 8  # no end before the minimum, and it ends right after
     with torch.no_grad():
         model.head.bias[model.eos] = -50.0  # a model that never stops
-    out = decode_autoregressive(model.logits_stream(phonemes, prompt), model.eos, 30, 0, SamplingConfig(greedy=True))
-    assert len(out) == 30
-    runs = [decode_autoregressive(model.logits_stream(phonemes, prompt), model.eos, 20, 0, SamplingConfig(),
-                                  torch.Generator().manual_seed(7)) for _ in range(2)]
-    assert runs[0] == runs[1]
+    (out,) = model.generate(phonemes, lens, prompt, [(1, 30)], greedy)
+    assert out.numel() == 30
+    runs = [model.generate(phonemes, lens, prompt, [(1, 20)], SamplingConfig(), torch.Generator().manual_seed(7))[0]
+            for _ in range(2)]
+    assert torch.equal(runs[0], runs[1])
 
 
 def test_filters_and_repetition_aware_sampling():
@@ -137,16 +152,17 @@ def test_batched_synthesis_equals_one_by_one_and_is_seeded():
         with torch.no_grad():
             model.ar.head.bias[model.ar.eos] = -4.0  # let sequences run a while
         texts = [torch.randint(3, 20, (n,)) for n in (9, 5, 7)]
+        targets = [2, 1, 3]  # phonemes of the target text after the prompt transcript: limits (4, 40), (2, 20), ...
         prompt = torch.randint(0, 64, (k, 6))
-        limits = [(3, 25), (2, 12), (5, 30)]
         greedy = SamplingConfig(greedy=True)
-        batch = model.synthesize(texts, prompt, limits, greedy)
-        alone = [model.synthesize([t], prompt, [lim], greedy)[0] for t, lim in zip(texts, limits)]
-        for a, b, (low, high) in zip(batch, alone, limits):
+        batch = model.generate(GenerationRequest(texts, targets, prompt, 75, greedy))
+        alone = [model.generate(GenerationRequest([t], [n], prompt, 75, greedy))[0] for t, n in zip(texts, targets)]
+        for a, b, n in zip(batch, alone, targets):
+            low, high = length_limits(n, 75)
             assert a.shape[0] == k and low <= a.shape[1] <= high
             assert torch.equal(a, b)
-        runs = [model.synthesize(texts, prompt, limits, SamplingConfig(), torch.Generator().manual_seed(3))
-                for _ in range(2)]
+        runs = [model.generate(GenerationRequest(texts, targets, prompt, 75,
+                                                 generator=torch.Generator().manual_seed(3))) for _ in range(2)]
         assert all(torch.equal(a, b) for a, b in zip(*runs))
 
 
@@ -156,4 +172,5 @@ def test_stage_subsets():
     with pytest.raises(ValueError, match="stages"):
         Valle(config, ["ar", "duration"])
     with pytest.raises(ValueError, match="needs both stages"):
-        Valle(config, ["ar"]).synthesize([torch.tensor([3, 4])], torch.zeros(8, 3, dtype=torch.long), [(1, 2)])
+        Valle(config, ["ar"]).generate(GenerationRequest([torch.tensor([3, 4])], [1],
+                                                         torch.zeros(8, 3, dtype=torch.long), 75))

@@ -14,27 +14,19 @@ import pytest
 import torch
 from lhotse import CutSet
 
+from tests.support import corpus_data as data
+from tests.support import weights
+from tts.models.base import GenerationRequest
 from tts.models.sampling import SamplingConfig, length_limits
-from tts.release import ReleaseError, load_token_model
-from tts.text import SymbolTable
+from tts.release import ReleaseError, export_runs, load_token_model
 from tts.training import NonFiniteLossError, TokenTrainer, load_token_train_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "recipes" / "valle" / "configs"
 
 
-def data(built):
-    root, config, _ = built
-    cuts = CutSet.from_file(config.work_dir / "cuts_train.jsonl.gz").to_eager()
-    return cuts, SymbolTable.load(config.work_dir / "symbols.json"), root / "codec"
-
-
 def tiny(symbols, *overrides):
     return load_token_train_config(CONFIGS / "tiny.yaml", len(symbols), 8, 64, list(overrides))
-
-
-def weights(trainer):
-    return {k: v.detach().clone() for k, v in trainer.unwrapped.state_dict().items()}
 
 
 def test_config_files():
@@ -81,7 +73,8 @@ def test_overfits_a_few_utterances_and_exports(built, tmp_path):
     prompt = batch.codes[0, :, :40]
     texts = [batch.phonemes[i, : batch.phoneme_lens[i]] for i in range(2)]
     limits = [length_limits(int(t.numel()), 75) for t in texts]
-    out = loaded.model.synthesize(texts, prompt, limits, SamplingConfig(), torch.Generator().manual_seed(0))
+    out = loaded.model.generate(GenerationRequest(texts, [int(t.numel()) for t in texts], prompt, 75, SamplingConfig(),
+                                                  generator=torch.Generator().manual_seed(0)))
     assert len(out) == 2
     for codes, (low, high) in zip(out, limits):
         assert codes.shape[0] == 8 and low <= codes.shape[1] <= high
@@ -210,9 +203,6 @@ def test_readme_commands(built, tmp_path):
 
 
 def test_single_stage_runs_merge_into_one_release(built, tmp_path):
-    sys.path.insert(0, str(ROOT / "recipes" / "valle"))
-    from export import export
-
     cuts, symbols, codec = data(built)
     trainers = {}
     for stage in ("ar", "nar"):
@@ -221,7 +211,7 @@ def test_single_stage_runs_merge_into_one_release(built, tmp_path):
         trainer.train()
         assert trainer.unwrapped.stages == (stage,)
         trainers[stage] = trainer
-    export([tmp_path / "ar", tmp_path / "nar"], tmp_path / "release")
+    export_runs([tmp_path / "ar", tmp_path / "nar"], tmp_path / "release")
     merged = load_token_model(tmp_path / "release").model
     assert merged.stages == ("ar", "nar")
     for trainer in trainers.values():

@@ -24,7 +24,7 @@ from torch import nn
 
 from tts.data.dataset import TokenBatch
 from tts.models.aligner import Aligner, AlignerConfig
-from tts.models.valle import IGNORE, StageOutput, _metrics
+from tts.models.base import IGNORE, GenerationRequest, StageOutput, TokenModel, token_metrics
 from tts.modules.transformer import Transformer, TransformerConfig, sinusoidal
 
 
@@ -130,11 +130,20 @@ class DurationPredictor(nn.Module):
         return self.out(x)[..., 0]
 
 
-class MobileSpeech(nn.Module):
+class MobileSpeech(TokenModel):
+    """The text encoder, prompt encoder, duration predictor, aligner and speech mask decoder; one stage, ``smd``
+    (they always train together). Generation needs no transcript of the prompt."""
+
+    name = "mobilespeech"
+    config_class = MobileSpeechConfig
+    all_stages = ("smd",)
+    loss_only = frozenset({"duration", "aligner"})
+    progress_keys = ("smd_loss", "smd_accuracy", "duration_loss")
+
     def __init__(self, config: MobileSpeechConfig):
         super().__init__()
         self.config = config
-        self.stages = ("smd",)
+        self.stages = self.all_stages
         d = config.decoder.dim
         k = config.num_codebooks
         if config.text.dim != d or config.prompt.dim != d:
@@ -153,6 +162,11 @@ class MobileSpeech(nn.Module):
         self.heads = nn.ModuleList([nn.Linear(d, config.codebook_size) for _ in range(k)])
         self.aligner = Aligner(AlignerConfig(config.num_symbols, k, config.codebook_size, config.aligner_dim,
                                              min(80, config.aligner_dim)))
+
+    @classmethod
+    def build(cls, config: MobileSpeechConfig, stages: Optional[Sequence[str]] = None) -> "MobileSpeech":
+        cls.check_stages(cls.all_stages if stages is None else stages)
+        return cls(config)
 
     # Shared parts -------------------------------------------------------------------------------------------------
 
@@ -225,7 +239,7 @@ class MobileSpeech(nn.Module):
         logits = self.decode_logits(frames, inputs, layer, lens, memory, memory_mask)
         target = codes.gather(1, layer[:, None, None].expand(-1, 1, t))[:, 0]
         target = torch.where(masked, target, torch.full_like(target, IGNORE))
-        smd = _metrics(logits, target)
+        smd = token_metrics(logits, target)
         zero = torch.zeros((), device=device)
         return {
             "smd": smd,
@@ -248,7 +262,7 @@ class MobileSpeech(nn.Module):
         return torch.where(valid, frames, torch.zeros_like(frames))
 
     @torch.no_grad()
-    def generate(self, phonemes: torch.Tensor, lens: torch.Tensor, prompt: torch.Tensor, steps: int = 16,
+    def decode(self, phonemes: torch.Tensor, lens: torch.Tensor, prompt: torch.Tensor, steps: int = 16,
                  later_steps: int = 1, temperature: float = 1.0, speed: float = 1.0,
                  durations: Optional[torch.Tensor] = None,
                  generator: Optional[torch.Generator] = None) -> List[torch.Tensor]:
@@ -300,11 +314,10 @@ class MobileSpeech(nn.Module):
                 unknown = unknown & ~chosen
         return [codes[i, :, : int(totals[i])] for i in range(b)]
 
-    def synthesize(self, phonemes: Sequence[torch.Tensor], prompt: torch.Tensor, steps: int = 16,
-                   later_steps: int = 1, temperature: float = 1.0, speed: float = 1.0,
-                   generator: Optional[torch.Generator] = None) -> List[torch.Tensor]:
-        """Codes ``[K, T_i]`` for several target texts (phoneme ids, no prompt transcript) in the voice of
-        ``prompt [K, Tp]``."""
-        lens = torch.tensor([p.numel() for p in phonemes], device=prompt.device)
-        padded = nn.utils.rnn.pad_sequence([p.to(prompt.device) for p in phonemes], batch_first=True)
-        return self.generate(padded, lens, prompt, steps, later_steps, temperature, speed, generator=generator)
+    def generate(self, request: GenerationRequest) -> List[torch.Tensor]:
+        """Codes ``[K, T_i]`` per text (``request.phonemes``: the texts alone): ``request.steps`` rounds for layer 1
+        at the sampling temperature (argmax when greedy), durations divided by ``request.speed``."""
+        padded, lens = request.padded()
+        temperature = 0.0 if request.sampling.greedy else request.sampling.temperature
+        return self.decode(padded, lens, request.prompt, request.steps, temperature=temperature, speed=request.speed,
+                           generator=request.generator)

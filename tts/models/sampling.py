@@ -63,27 +63,6 @@ def next_token(logits: torch.Tensor, eos: int, history: List[int], min_tokens: i
     return sample_token(logits, config, history, generator)
 
 
-def decode_autoregressive(stream, eos: int, max_tokens: int, min_tokens: int, config: SamplingConfig,
-                          generator: Optional[torch.Generator] = None) -> List[int]:
-    """Drive a logits stream (``ValleAR.logits_stream``) until ``eos`` or ``max_tokens``.
-
-    Guards: the end token is masked out before ``min_tokens`` (no immediate end), and generation stops at
-    ``max_tokens`` (no endless output); both come from the phoneme count (``length_limits``).
-    """
-    tokens: List[int] = []
-    logits = next(stream)
-    while len(tokens) < max_tokens:
-        token = next_token(logits, eos, tokens, min_tokens, config, generator)
-        if token == eos:
-            break
-        tokens.append(token)
-        if len(tokens) == max_tokens:
-            break
-        logits = stream.send(torch.tensor(token, device=logits.device))
-    stream.close()
-    return tokens
-
-
 def length_limits(num_phonemes: int, frame_rate: float, min_per_phoneme: float = 2.0,
                   max_per_phoneme: float = 20.0, max_seconds: float = 40.0) -> Tuple[int, int]:
     """(min, max) frames to generate for ``num_phonemes`` target phonemes (word boundaries included).

@@ -15,13 +15,12 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from tts.models.sampling import SamplingConfig, next_token
+from tts.models.base import IGNORE, GenerationRequest, StageOutput, TokenModel, token_metrics
+from tts.models.sampling import SamplingConfig, length_limits, next_token
 from tts.modules.transformer import Transformer, TransformerConfig, sinusoidal
 
-IGNORE = -100
 CODE_PAD = -1
 STAGES = ("ar", "nar")
 
@@ -58,26 +57,6 @@ class ValleConfig:
         if unknown:
             raise ValueError(f"unknown VALL-E config field(s): {', '.join(sorted(unknown))}")
         return cls(**data, transformer=TransformerConfig(**transformer))
-
-
-@dataclass
-class StageOutput:
-    """Loss and metrics of one model on one batch (token-level cross-entropy, top-1 and top-10 accuracy)."""
-
-    loss: torch.Tensor
-    accuracy: torch.Tensor
-    top10: torch.Tensor
-    tokens: int
-
-
-def _metrics(logits: torch.Tensor, targets: torch.Tensor) -> StageOutput:
-    valid = targets != IGNORE
-    loss = F.cross_entropy(logits[valid], targets[valid])
-    with torch.no_grad():
-        top = logits[valid].topk(min(10, logits.shape[-1]), dim=-1).indices
-        t = targets[valid][:, None]
-        acc, top10 = (top[:, :1] == t).float().mean(), (top == t).any(-1).float().mean()
-    return StageOutput(loss, acc, top10, int(valid.sum()))
 
 
 def _lengths_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
@@ -135,54 +114,30 @@ class ValleAR(_Base):
         targets[~_lengths_mask(code_lens + 1, t + 1)] = IGNORE
         x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(inputs), code_lens + 1, causal_audio=True)
         h = self.transformer(x, mask=mask)[:, phonemes.shape[1]:]
-        return _metrics(self.head(h), targets)
-
-    @torch.no_grad()
-    def logits_stream(self, phonemes: torch.Tensor, prompt: torch.Tensor, use_cache: bool = True):
-        """A generator: send the next token, get the logits ``[vocab]`` for the one after. Batch 1.
-
-        phonemes ``[1, P]`` (prompt transcript + target text); prompt ``[1, Tp]`` first-codebook codes.
-        """
-        tt = phonemes.shape[1]
-        tokens = torch.cat([torch.tensor([[self.bos]], device=prompt.device), prompt], dim=1)
-        one = torch.ones(1, dtype=torch.long, device=prompt.device)
-        if not use_cache:
-            while True:
-                x, mask = self._join(phonemes, one * tt, self.audio_embedding(tokens), one * tokens.shape[1], True)
-                nxt = yield self.head(self.transformer(x, mask=mask)[0, -1])
-                tokens = torch.cat([tokens, nxt.view(1, 1)], dim=1)
-        cache = self.transformer.new_cache()
-        x, mask = self._join(phonemes, one * tt, self.audio_embedding(tokens), one * tokens.shape[1], True)
-        h = self.transformer(x, mask=mask, cache=cache)
-        d = self.config.transformer.dim
-        while True:
-            nxt = yield self.head(h[0, -1])
-            pos = tokens.shape[1]
-            tokens = torch.cat([tokens, nxt.view(1, 1)], dim=1)
-            step = self.audio_embedding(nxt.view(1, 1)) * self.scale + sinusoidal(
-                torch.tensor([pos], device=prompt.device), d)
-            h = self.transformer(step, cache=cache)  # the new position sees every cached one
+        return token_metrics(self.head(h), targets)
 
     @torch.no_grad()
     def generate(self, phonemes: torch.Tensor, phoneme_lens: torch.Tensor, prompt: torch.Tensor,
                  limits: Sequence[Tuple[int, int]], sampling: SamplingConfig,
-                 generator: Optional[torch.Generator] = None) -> List[torch.Tensor]:
-        """Codebook-1 codes for a batch of texts spoken with one acoustic prompt, with the key/value cache.
+                 generator: Optional[torch.Generator] = None, use_cache: bool = True) -> List[torch.Tensor]:
+        """Codebook-1 codes for a batch of texts spoken with one acoustic prompt: the model's one decoding path.
 
         Args:
             phonemes: ``[B, P]`` prompt transcript + target text per item (padded); phoneme_lens ``[B]``.
             prompt: ``[Tp]`` first-codebook codes of the acoustic prompt (shared by the batch, so the audio positions
                 line up and only padded phonemes need masking).
             limits: (min, max) frames per item (``length_limits``).
+            use_cache: with the key/value cache (each step runs the new position only); without it every step
+                recomputes the whole sequence, the reference the cache is tested and benchmarked against.
         Returns:
             ``[T_i]`` generated codes per item (without the prompt and the end token).
         """
         b, tt = phonemes.shape
         dev = phonemes.device
         tokens = torch.cat([torch.full((b, 1), self.bos, device=dev), prompt.to(dev).expand(b, -1)], dim=1)
+        cache = self.transformer.new_cache() if use_cache else None
         x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(tokens),
                              torch.full((b,), tokens.shape[1], device=dev), causal_audio=True)
-        cache = self.transformer.new_cache()
         logits = self.head(self.transformer(x, mask=mask, cache=cache)[:, -1]).float()
         keys = torch.cat([_lengths_mask(phoneme_lens, tt), torch.ones(b, tokens.shape[1], dtype=torch.bool,
                                                                         device=dev)], dim=1)
@@ -201,10 +156,17 @@ class ValleAR(_Base):
                 step.append(token)
             if all(done):
                 break
-            x = self.audio_embedding(torch.tensor(step, device=dev)[:, None]) * self.scale + sinusoidal(
-                torch.tensor([pos], device=dev), d)
-            keys = torch.cat([keys, torch.ones(b, 1, dtype=torch.bool, device=dev)], dim=1)
-            logits = self.head(self.transformer(x, mask=keys[:, None, None, :], cache=cache)[:, -1]).float()
+            step = torch.tensor(step, device=dev)[:, None]
+            if use_cache:
+                x = self.audio_embedding(step) * self.scale + sinusoidal(torch.tensor([pos], device=dev), d)
+                keys = torch.cat([keys, torch.ones(b, 1, dtype=torch.bool, device=dev)], dim=1)
+                h = self.transformer(x, mask=keys[:, None, None, :], cache=cache)  # sees every cached position
+            else:
+                tokens = torch.cat([tokens, step], dim=1)
+                x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(tokens),
+                                     torch.full((b,), tokens.shape[1], device=dev), causal_audio=True)
+                h = self.transformer(x, mask=mask)
+            logits = self.head(h[:, -1]).float()
             pos += 1
         return [torch.tensor(o, dtype=torch.long, device=dev) for o in out]
 
@@ -241,7 +203,7 @@ class ValleNAR(_Base):
         targets = codes[:, stage].clone()
         t = codes.shape[-1]
         targets[~_lengths_mask(code_lens, t) | _lengths_mask(prompt_lens, t)] = IGNORE
-        return _metrics(self.heads[stage - 1](h), targets)
+        return token_metrics(self.heads[stage - 1](h), targets)
 
     @torch.no_grad()
     def generate(self, phonemes: torch.Tensor, phoneme_lens: torch.Tensor, prompt: torch.Tensor,
@@ -271,48 +233,66 @@ class ValleNAR(_Base):
         return [codes[i, :, tp:tp + int(gen_lens[i])] for i in range(b)]
 
 
-class Valle(nn.Module):
-    """The stages being trained or used together: ``ar`` and/or ``nar``; their losses on a batch, and synthesis.
+class Valle(TokenModel):
+    """The stages being trained or used together: ``ar`` and/or ``nar``; their losses on a batch, and generation.
 
     Training a stage alone (``stages=("ar",)``) leaves the other out of the module, so no parameter goes unused.
     """
 
+    name = "valle"
+    config_class = ValleConfig
+    all_stages = STAGES
+    separable_stages = True
+    needs_prompt_text = True
+    progress_keys = ("ar_loss", "ar_accuracy", "nar_loss", "nar_accuracy")
+
     def __init__(self, config: ValleConfig, stages: Sequence[str] = STAGES):
         super().__init__()
-        unknown = set(stages) - set(STAGES)
-        if unknown or not stages:
-            raise ValueError(f"stages are a non-empty subset of {STAGES}, got {tuple(stages)}")
         self.config = config
-        self.stages = tuple(s for s in STAGES if s in stages)
+        self.stages = self.check_stages(stages)
         self.ar = ValleAR(config) if "ar" in stages else None
         self.nar = ValleNAR(config) if "nar" in stages else None
 
-    def forward(self, batch, nar_stage: Optional[int] = None) -> Dict[str, StageOutput]:
+    @classmethod
+    def build(cls, config: ValleConfig, stages: Optional[Sequence[str]] = None) -> "Valle":
+        return cls(config, STAGES if stages is None else stages)
+
+    @classmethod
+    def unused_parameters(cls, stages: Sequence[str]) -> bool:
+        return "nar" in stages  # the NAR trains one head per step: the others get no gradient
+
+    def forward(self, batch, generator: Optional[torch.Generator] = None,
+                nar_stage: Optional[int] = None) -> Dict[str, StageOutput]:
         """Per stage, the loss and metrics on a ``TokenBatch`` whose prompts are prefixes of the targets (the NAR
-        loss leaves the prompt frames out). nar_stage: the codebook the NAR predicts (drawn when None)."""
+        loss leaves the prompt frames out). nar_stage: the codebook the NAR predicts (drawn from ``generator`` when
+        None)."""
         out = {}
         if self.ar is not None:
             out["ar"] = self.ar(batch.phonemes, batch.phoneme_lens, batch.codes, batch.code_lens)
         if self.nar is not None:
-            prompt_lens = torch.where(batch.prompt_is_prefix, batch.prompt_lens, torch.zeros_like(batch.prompt_lens))
-            out["nar"] = self.nar(batch.phonemes, batch.phoneme_lens, batch.codes, batch.code_lens, prompt_lens,
-                                  stage=nar_stage)
+            if nar_stage is None:
+                nar_stage = int(torch.randint(1, self.config.num_codebooks, (1,), generator=generator))
+            out["nar"] = self._nar(batch, nar_stage)
+        return out
+
+    def _nar(self, batch, stage: int) -> StageOutput:
+        prompt_lens = torch.where(batch.prompt_is_prefix, batch.prompt_lens, torch.zeros_like(batch.prompt_lens))
+        return self.nar(batch.phonemes, batch.phoneme_lens, batch.codes, batch.code_lens, prompt_lens, stage=stage)
+
+    def validation_outputs(self, batch, index: int) -> List[Dict[str, StageOutput]]:
+        """The AR once, the NAR on every codebook."""
+        out = [{"ar": self.ar(batch.phonemes, batch.phoneme_lens, batch.codes, batch.code_lens)}] if self.ar else []
+        if self.nar is not None:
+            out += [{"nar": self._nar(batch, stage)} for stage in range(1, self.config.num_codebooks)]
         return out
 
     @torch.no_grad()
-    def synthesize(self, phonemes: Sequence[torch.Tensor], prompt: torch.Tensor, limits: Sequence[Tuple[int, int]],
-                   sampling: Optional[SamplingConfig] = None, generator: Optional[torch.Generator] = None,
-                   ) -> List[torch.Tensor]:
-        """Codes ``[K, T_i]`` for several texts in one voice.
-
-        Args:
-            phonemes: per text, the ids of the prompt transcript followed by the target text.
-            prompt: ``[K, Tp]`` codes of the acoustic prompt.
-            limits: (min, max) generated frames per text (``length_limits`` of the target's phoneme count).
-        """
+    def generate(self, request: GenerationRequest) -> List[torch.Tensor]:
+        """Codes ``[K, T_i]`` per text: the AR's first codebook (``length_limits`` of each text's phoneme count),
+        then the NAR's greedy codebooks 2..K. ``request.phonemes`` hold the prompt's transcript before each text."""
         if self.ar is None or self.nar is None:
             raise ValueError("synthesis needs both stages; this model holds " + ", ".join(self.stages))
-        lens = torch.tensor([p.numel() for p in phonemes], device=prompt.device)
-        padded = torch.nn.utils.rnn.pad_sequence([p.to(prompt.device) for p in phonemes], batch_first=True)
-        first = self.ar.generate(padded, lens, prompt[0], limits, sampling or SamplingConfig(), generator)
-        return self.nar.generate(padded, lens, prompt, first)
+        padded, lens = request.padded()
+        limits = [length_limits(n, request.frame_rate) for n in request.target_phonemes]
+        first = self.ar.generate(padded, lens, request.prompt[0], limits, request.sampling, request.generator)
+        return self.nar.generate(padded, lens, request.prompt, first)
