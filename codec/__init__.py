@@ -1,16 +1,20 @@
 """Language-Codec: a 24 kHz, 75 Hz neural speech codec with masked channel residual vector quantization (MCRVQ).
 
-Public interface: ``LanguageCodec`` (``encode``, ``decode``, ``sample_rate``, ``frame_rate``, ``num_codebooks``,
-``codebook_size``), its ``CodecConfig``, and the file helpers ``load_audio`` / ``save_audio``.
+Public interface (what the token models use): ``LanguageCodec`` (``encode``, ``decode``, ``sample_rate``,
+``frame_rate``, ``num_codebooks``, ``codebook_size``), ``load_codec``, its ``CodecConfig``, ``BUNDLED_DIR`` (the
+bundled release), ``reconstruction_metrics``, ``CodecError``, and the file helpers ``load_audio`` / ``save_audio``
+(from ``toolkit.audio``).
 """
 
-from .audio import load_audio, save_audio
+from toolkit.audio import load_audio, save_audio
+
 from .config import AttentionConfig, CodecConfig, DecoderConfig, EncoderConfig, QuantizerConfig
 from .errors import CodecError
-from .model import CodecOutput, LanguageCodec, load_codec
+from .metrics import reconstruction_metrics
+from .model import BUNDLED_DIR, CodecOutput, LanguageCodec, load_codec
 
 __all__ = [
-    "AttentionConfig", "CodecConfig", "CodecError", "CodecOutput", "DecoderConfig", "EncoderConfig", "LanguageCodec",
-    "QuantizerConfig", "load_audio", "load_codec", "save_audio",
+    "BUNDLED_DIR", "AttentionConfig", "CodecConfig", "CodecError", "CodecOutput", "DecoderConfig", "EncoderConfig",
+    "LanguageCodec", "QuantizerConfig", "load_audio", "load_codec", "reconstruction_metrics", "save_audio",
 ]
 __version__ = "0.1.0"

@@ -14,8 +14,9 @@ from typing import List, Optional
 import numpy as np
 import torch
 
-from .audio import load_audio, save_audio
-from .checkpoint import atomic_path
+from toolkit.audio import load_audio, save_audio
+from toolkit.files import atomic_path
+
 from .errors import CodecError
 from .model import load_codec
 

@@ -1,70 +1,31 @@
-"""Release directories (``config.json`` + ``model.safetensors``), atomic writes and strict state-dict loading."""
+"""Codec release directories: ``config.json`` (the ``CodecConfig``, with a format version) + ``model.safetensors``."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import tempfile
-import time
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, Mapping, Optional, Union
+from typing import Optional, Union
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
+
+from toolkit.files import atomic_path
+from toolkit.weights import load_safetensors, load_strict
 
 from .config import CodecConfig
 from .errors import CodecError
 
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
 PathLike = Union[str, os.PathLike]
 
 
-@contextmanager
-def atomic_path(path: PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix); on success it replaces ``path`` in one rename.
-
-    A crash or an exception leaves either the old file or none, never a half-written one.
-    """
-    path = Path(path)
-    suffix = "".join(path.suffixes[-2:]) or ".tmp"  # keep ".jsonl.gz": readers pick the format from it
-    remove_stale_temporaries(path, suffix)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=suffix)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        # mkstemp makes 0600 files, and some writers (safetensors) recreate the file: give the usual mode at the end
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-STALE_SECONDS = 3600  # a temporary file untouched this long was left by a killed write, not one in progress
-
-
-def remove_stale_temporaries(path: Path, suffix: str) -> None:
-    """Delete the temporary files that writes of ``path`` killed before their rename (SIGKILL, power loss) left
-    beside it; ones touched within ``STALE_SECONDS`` may belong to a write in progress and stay."""
-    pattern = re.compile(rf"\.{re.escape(path.stem)}\.[A-Za-z0-9_]{{8}}{re.escape(suffix)}")
-    if not path.parent.is_dir():
-        return
-    now = time.time()
-    for candidate in path.parent.glob(f".{path.stem}.*"):
-        try:
-            if pattern.fullmatch(candidate.name) and now - candidate.stat().st_mtime > STALE_SECONDS:
-                candidate.unlink()
-        except OSError:  # gone already, or not ours to remove
-            pass
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def config_to_json(config: CodecConfig) -> str:
+    return json.dumps({"format_version": FORMAT_VERSION, "model": "LanguageCodec", **config.to_dict()}, indent=2)
 
 
 def save_release(model: nn.Module, directory: PathLike, dtype: Optional[torch.dtype] = None) -> Path:
@@ -74,8 +35,6 @@ def save_release(model: nn.Module, directory: PathLike, dtype: Optional[torch.dt
         dtype: cast floating-point weights (e.g. ``torch.float16`` for a small bundle); codebooks stay float32 so
             the codes are unchanged.
     """
-    from .model import CONFIG_NAME, WEIGHTS_NAME, config_to_json
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {}
@@ -92,8 +51,6 @@ def save_release(model: nn.Module, directory: PathLike, dtype: Optional[torch.dt
 
 
 def read_config(directory: PathLike) -> CodecConfig:
-    from .model import CONFIG_NAME, FORMAT_VERSION
-
     path = Path(directory) / CONFIG_NAME
     if not Path(directory).is_dir():
         raise CodecError(f"{directory} is not a directory (a codec release holds {CONFIG_NAME} and model.safetensors)")
@@ -114,16 +71,7 @@ def read_config(directory: PathLike) -> CodecConfig:
         raise CodecError(f"{path}: {err}") from None
 
 
-def load_safetensors(path: PathLike) -> Dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CodecError(f"cannot read weights {path}: {err}") from None
-
-
 def load_release(cls: type, directory: PathLike, map_location: Union[str, torch.device] = "cpu") -> nn.Module:
-    from .model import WEIGHTS_NAME
-
     config = read_config(directory)
     weights = Path(directory) / WEIGHTS_NAME
     if not weights.is_file():
@@ -131,28 +79,3 @@ def load_release(cls: type, directory: PathLike, map_location: Union[str, torch.
     model = cls(config)
     load_strict(model, load_safetensors(weights), source=str(weights))
     return model.to(map_location).eval()
-
-
-def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str) -> None:
-    """Copy ``state`` into ``model``; any missing or unexpected key or wrong shape is a ``CodecError`` naming it."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = [f"{k} {tuple(state[k].shape)} (expected {tuple(own[k].shape)})"
-             for k in sorted(set(own) & set(state)) if tuple(state[k].shape) != tuple(own[k].shape)]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} key(s): {_few(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)} key(s): {_few(unexpected)}")
-    if wrong:
-        problems.append(f"wrong shape: {_few(wrong)}")
-    if problems:
-        raise CodecError(f"{source} does not fit this model: " + "; ".join(problems))
-    with torch.no_grad():
-        for name, tensor in own.items():
-            tensor.copy_(state[name].to(tensor.dtype))
-
-
-def _few(items: list, n: int = 3) -> str:
-    return ", ".join(items[:n]) + (f" and {len(items) - n} more" if len(items) > n else "")

@@ -1,5 +1,7 @@
 """Errors the codec reports to its users."""
 
+from toolkit.errors import InputError
 
-class CodecError(ValueError):
+
+class CodecError(InputError):
     """Bad input or a checkpoint that does not fit; the message is one line meant for the user."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import List, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from .checkpoint import CONFIG_NAME, load_release, save_release
 from .config import CodecConfig
 from .decoder import VocosBackbone
 from .encoder import SeanetEncoder
@@ -19,9 +19,6 @@ from .fast import MIN_SAMPLES, FastEncoder
 from .heads import ISTFTHead
 from .quantizer import QuantizerOutput, build_quantizer
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-FORMAT_VERSION = 1
 BUNDLED_DIR = Path(__file__).resolve().parent / "assets" / "languagecodec-mini"
 
 
@@ -223,14 +220,12 @@ class LanguageCodec(nn.Module):
         Args:
             dtype: e.g. ``torch.float16`` for a small release; codebooks stay float32, loading casts back to float32.
         """
-        from .checkpoint import save_release
         return save_release(self, directory, dtype)
 
     @classmethod
     def from_pretrained(cls, directory: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu",
                         ) -> "LanguageCodec":
         """Load a release directory written by ``save_pretrained``; the model is returned in eval mode."""
-        from .checkpoint import load_release
         return load_release(cls, directory, map_location)
 
     @classmethod
@@ -282,6 +277,3 @@ class _eval:
         if self.was_training:
             self.module.train()
 
-
-def config_to_json(config: CodecConfig) -> str:
-    return json.dumps({"format_version": FORMAT_VERSION, "model": "LanguageCodec", **config.to_dict()}, indent=2)

@@ -16,7 +16,8 @@ from typing import Dict, Optional, Union
 
 import torch
 
-from .checkpoint import load_safetensors, load_strict
+from toolkit.weights import load_safetensors, load_strict
+
 from .config import CodecConfig, DecoderConfig, EncoderConfig, QuantizerConfig
 from .errors import CodecError
 

@@ -21,14 +21,14 @@ from typing import Dict, Iterator, List, Optional, Union
 import torch
 from torch import nn
 
+from toolkit.runs import (LOOP_FIELDS, CheckpointStore, MetricsLog, NonFiniteLossError, agree_finite, check_fields,
+                          endless, flat, read_yaml, sampler_state, strict_merge, tuples, warmup_cosine)
+
 from .config import CodecConfig
 from .data import AudioCropDataset
 from .discriminators import DiscriminatorConfig, Discriminators, SubOutput
 from .losses import LossWeights, MelLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from .model import LanguageCodec
-from .runs import (LOOP_FIELDS, CheckpointStore, MetricsLog, NonFiniteLossError, agree_finite, check_fields, endless,
-                   flat, read_yaml, sampler_state, strict_merge, tuples, warmup_cosine)
-
 __all__ = ["CodecTrainer", "NonFiniteLossError", "TrainConfig", "load_train_config", "resolve_init_source"]
 
 DISCRIMINATORS_WEIGHTS = "discriminators.safetensors"
@@ -321,7 +321,8 @@ class CodecTrainer:
         config's ``lr_warmup_steps`` warms the restarted optimizer up. Call before training, on every rank.
         Returns what was loaded (also written to ``<out>/init_from.json``).
         """
-        from .checkpoint import load_safetensors, load_strict
+        from toolkit.weights import load_safetensors, load_strict
+
         from .errors import CodecError
         from .model import LanguageCodec
 
@@ -354,7 +355,9 @@ class CodecTrainer:
     @torch.no_grad()
     def validate(self) -> Dict[str, float]:
         """Mel distance (and PESQ / STOI when installed) at 8 and 4 codebooks on the first validation clips."""
-        from .metrics import mean_scores, reconstruction_metrics
+        from toolkit.metrics import mean_scores
+
+        from .metrics import reconstruction_metrics
 
         results: Dict[str, float] = {}
         if self.acc.is_main_process:
@@ -408,7 +411,7 @@ def save_discriminators(discs: nn.Module, config: DiscriminatorConfig, directory
     """``discriminators.safetensors`` (float32) and ``discriminators.json`` beside a release, written atomically."""
     from safetensors.torch import save_file
 
-    from .checkpoint import atomic_path
+    from toolkit.files import atomic_path
 
     directory = Path(directory)
     state = {k: v.detach().cpu().float().contiguous().clone() for k, v in discs.state_dict().items()}

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+from typing import List
+
 from lhotse import CutSet
 
 from tts.text import SymbolTable
@@ -17,3 +21,20 @@ def corpus_data(built):
 def weights(trainer):
     """A copy of a trainer's model weights."""
     return {k: v.detach().clone() for k, v in trainer.unwrapped.state_dict().items()}
+
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC_PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
+
+
+def snippets(lang: str) -> List[str]:
+    """Every fenced ``lang`` block of README.md and docs/*.md."""
+    return [block for page in DOC_PAGES
+            for block in re.findall(rf"```{lang}\n(.*?)```", page.read_text(), flags=re.S)]
+
+
+def snippet(lang: str, *contains: str) -> str:
+    """The one fenced ``lang`` block of README.md or docs/*.md that holds every string of ``contains``."""
+    found = [b for b in snippets(lang) if all(c in b for c in contains)]
+    assert len(found) == 1, f"{len(found)} {lang} blocks hold {contains}"
+    return found[0]

@@ -382,8 +382,8 @@ def test_temporaries_of_killed_writes_are_removed(tmp_path):
 
     import torch
 
-    from codec.audio import save_audio
-    from codec.checkpoint import STALE_SECONDS
+    from toolkit.audio import save_audio
+    from toolkit.files import STALE_SECONDS
 
     target = tmp_path / "speech.wav"
     stale, fresh = tmp_path / ".speech.abcd1234.wav", tmp_path / ".speech.wxyz5678.wav"
@@ -407,7 +407,7 @@ def test_fuzz_codec_train_config_values(field, value):
     import json
 
     from codec.training import CODEC_TRAIN_FIELDS, load_train_config
-    from codec.runs import FIELD_KINDS
+    from toolkit.runs import FIELD_KINDS
 
     override = f"train.{field}={json.dumps(value)}"
     try:

@@ -1,8 +1,8 @@
-"""Every README snippet runs: the Python example, the codec command lines, and the benchmark (tiny settings)."""
+"""README and docs snippets run: the Python examples, the codec command lines, the recipes and the benchmark (tiny
+settings). The VALL-E commands run in tests/tts/test_valle_training.py."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +11,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from tests.support import snippets as blocks
+
 ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
-
-
-def blocks(lang: str) -> list:
-    return re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)
 
 
 def setup(tmp_path, tiny_codec) -> Path:

@@ -167,7 +167,7 @@ def _device(name: str) -> str:
 
 
 def synthesize(args: argparse.Namespace) -> int:
-    from codec.audio import save_audio
+    from toolkit.audio import save_audio
     from tts.models.sampling import SamplingConfig
     from tts.synthesizer import MAX_TEXT_CHARS, Synthesizer, SynthesisError, check_text
 
@@ -254,12 +254,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
-    from codec.errors import CodecError
+    from toolkit.errors import InputError
     from tts.synthesizer import SynthesisError
 
     try:
         return synthesize(args) if args.command == "synthesize" else evaluate(args)
-    except (SynthesisError, CodecError) as err:
+    except (SynthesisError, InputError) as err:
         print(f"tts: error: {err}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:

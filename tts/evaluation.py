@@ -11,12 +11,10 @@ real clips of the development set), good for comparing systems on the same texts
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 import re
-from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -24,8 +22,8 @@ from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
-from codec.audio import load_audio, resample
-from codec.checkpoint import atomic_path
+from toolkit.audio import load_audio, resample
+from toolkit.files import atomic_path
 
 PathLike = Union[str, os.PathLike]
 ASR_RATE = 16000
@@ -194,7 +192,7 @@ class Scorer:
 
     def score(self, item: "Item", sample_rate: int = 24000) -> Dict[str, float]:
         """Every metric the item's fields allow."""
-        from codec.metrics import pesq_wb, stoi, vuv_f1
+        from toolkit.metrics import pesq_wb, stoi, vuv_f1
 
         audio = load_audio(item.audio, sample_rate).numpy()
         scores: Dict[str, float] = {"seconds": audio.size / sample_rate}
@@ -341,65 +339,6 @@ def write_text(path: PathLike, text: str) -> None:
         Path(tmp).write_text(text, encoding="utf-8")
 
 
-def read_clips(folder: PathLike) -> List[Dict[str, str]]:
-    """The rows of ``<folder>/manifest.tsv`` (the ``../shared/speech`` layout) whose file exists."""
-    folder = Path(folder)
-    with open(folder / "manifest.tsv", newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [row for row in rows if (folder / row["file"]).is_file()]
-
-
-def zero_shot_pairs(rows: List[Dict[str, str]]) -> List[Dict[str, str]]:
-    """(target, prompt) per full utterance with a transcript, the prompt from the same speaker's other clips."""
-    by_speaker = defaultdict(list)
-    for row in rows:
-        by_speaker[row["speaker_id"]].append(row)
-    out = []
-    for clips in by_speaker.values():
-        for target in clips:
-            if target["role"] != "full_utterance" or target["transcript"] == "unknown":
-                continue
-            others = [c for c in clips if c is not target]
-            if not others:
-                continue
-            prompt = next((c for c in others if c["role"] == "prompt_crop_3s"), others[0])
-            out.append({"target": target["file"], "text": target["transcript"], "prompt": prompt["file"]})
-    return out
-
-
-def zero_shot_items(synth, clips: PathLike, jobs: Sequence[Dict[str, str]], audio_dir: PathLike, label: str,
-                    seed: int = 0) -> List[Item]:
-    """Synthesize every (target, prompt) job with ``synth`` (a ``tts.Synthesizer``); returns the evaluation items of
-    three systems: the ground truth, its codec resynthesis, and the model (named ``label``). The prompt's transcript
-    is transcribed offline (the crops have none)."""
-    from tqdm import tqdm
-
-    from codec.audio import save_audio
-    from tts.models.sampling import SamplingConfig
-
-    clips, audio_dir = Path(clips), Path(audio_dir)
-    audio_dir.mkdir(parents=True, exist_ok=True)
-    items: List[Item] = []
-    for i, job in enumerate(tqdm(jobs, desc=f"zero-shot {label}", unit="target")):
-        target, prompt = clips / job["target"], clips / job["prompt"]
-        stem = Path(job["target"]).stem
-        wav = load_audio(target, synth.sample_rate)
-        resynthesis = synth.codec.decode(synth.codec.encode(wav[None, None]))[0, 0, : wav.numel()]
-        save_audio(audio_dir / f"{stem}.codec.wav", resynthesis, synth.sample_rate)
-        prompt_text = synth.transcribe_prompt(prompt) if synth.needs_prompt_text else ""
-        generated = synth.synthesize(prompt, job["text"], prompt_text=prompt_text, sampling=SamplingConfig(),
-                                     seed=seed + i)
-        save_audio(audio_dir / f"{stem}.{label}.wav", generated, synth.sample_rate)
-        items += [
-            Item(audio=str(target), text=job["text"], speaker_reference=str(prompt), system="ground truth"),
-            Item(audio=str(audio_dir / f"{stem}.codec.wav"), text=job["text"], speaker_reference=str(prompt),
-                 reference=str(target), system="codec resynthesis"),
-            Item(audio=str(audio_dir / f"{stem}.{label}.wav"), text=job["text"], speaker_reference=str(prompt),
-                 system=label, extra={"prompt_text": prompt_text}),
-        ]
-    return items
-
-
 def score_items(items: Sequence[Item], scorer: Scorer = Scorer()) -> dict:
     """Score every item; returns ``{"summary": per-system means, "items": per-item rows, "models": what scored}``
     (what scores.json holds)."""
@@ -422,3 +361,18 @@ def score_and_write(items: Sequence[Item], out_dir: PathLike, scorer: Scorer = S
     table = markdown_table(results["summary"])
     write_text(out_dir / "table.md", table)
     return table
+
+
+def codebook_entropy(code_arrays: Sequence[np.ndarray], codebook_size: int, codebook: int = 0) -> Dict[str, float]:
+    """Entropy (bits) and perplexity of one codebook's tokens over ``[T, K]`` code arrays, plus the share of entries
+    used. A first codebook that carries less information has lower entropy (the paper's argument for MCRVQ)."""
+    counts = np.zeros(codebook_size, dtype=np.int64)
+    for codes in code_arrays:
+        counts += np.bincount(np.asarray(codes)[:, codebook].astype(np.int64), minlength=codebook_size)
+    total = counts.sum()
+    if total == 0:
+        raise ValueError("no codes to measure")
+    p = counts[counts > 0] / total
+    entropy = float(-(p * np.log2(p)).sum())
+    return {"entropy_bits": entropy, "perplexity": float(2 ** entropy), "used": float((counts > 0).mean()),
+            "tokens": float(total)}

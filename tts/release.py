@@ -7,7 +7,6 @@ model was trained with: a copy inside the release (``"codec": {"path": "codec"}`
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,8 +16,9 @@ from typing import List, Optional, Sequence, Union
 
 import torch
 from safetensors.torch import save_file
-from codec.checkpoint import atomic_path, load_safetensors, load_strict
-from codec.errors import CodecError
+from toolkit.errors import InputError
+from toolkit.files import atomic_path, sha256
+from toolkit.weights import load_safetensors, load_strict
 from tts.models.base import TokenModel
 from tts.text import SymbolTable
 
@@ -46,20 +46,14 @@ def weights_sha256(codec_path: PathLike) -> Optional[str]:
     """SHA-256 of a codec's weights file (a release directory's model.safetensors, or a checkpoint file)."""
     path = Path(codec_path)
     path = path / WEIGHTS_NAME if path.is_dir() else path
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256(path) if path.is_file() else None
 
 
 def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTable, codec: str,
                      copy_codec: bool = False, dtype: Optional[torch.dtype] = None) -> Path:
     """Write a release of a registered token model; ``codec`` is what the training data was tokenized with (a codec
     release directory, an official checkpoint or ``"bundled"``)."""
-    from codec.model import BUNDLED_DIR
+    from codec import BUNDLED_DIR
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -124,7 +118,7 @@ def load_token_model(directory: PathLike, map_location: Union[str, torch.device]
         model = kind.build(kind.config_class.from_dict(data["config"]), data.get("stages"))
         load_strict(model, load_safetensors(directory / WEIGHTS_NAME), source=str(directory / WEIGHTS_NAME))
         symbols = SymbolTable.load(directory / SYMBOLS_NAME)
-    except (CodecError, ValueError, TypeError, KeyError, AttributeError) as err:
+    except (InputError, ValueError, TypeError, KeyError, AttributeError) as err:
         raise ReleaseError(f"{directory}: {err}") from None
     if model.config.num_symbols != len(symbols):
         raise ReleaseError(f"{directory}: the model has {model.config.num_symbols} symbols, {SYMBOLS_NAME} "

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from codec import LanguageCodec, load_codec
-from codec.audio import load_audio
-from codec.errors import CodecError
+from toolkit.audio import load_audio
+from toolkit.errors import InputError
 from tts.models.base import GenerationRequest
 from tts.models.registry import MODELS
 from tts.models.sampling import SamplingConfig
@@ -245,10 +245,10 @@ class Synthesizer:
                 wav = torch.as_tensor(np.asarray(prompt, dtype=np.float32))
                 wav = wav.mean(0) if wav.dim() == 2 else wav.reshape(-1)
                 if sample_rate != self.sample_rate:
-                    from codec.audio import resample
+                    from toolkit.audio import resample
 
                     wav = torch.from_numpy(resample(wav.numpy(), sample_rate, self.sample_rate))
-        except CodecError as err:
+        except InputError as err:
             raise SynthesisError(f"prompt: {err}") from None
         if wav.numel() == 0 or not torch.isfinite(wav).all():
             raise SynthesisError("the prompt is empty or holds NaN/infinite samples")
@@ -267,7 +267,7 @@ class Synthesizer:
         """The offline transcript (pocketsphinx) of the part of ``prompt`` that ``prepare_prompt`` uses."""
         try:
             wav = load_audio(prompt, self.sample_rate)
-        except CodecError as err:
+        except InputError as err:
             raise SynthesisError(f"prompt: {err}") from None
         start = speech_start(wav, self.sample_rate)
         wav = wav[start: start + int(prompt_seconds * self.sample_rate)]
@@ -346,7 +346,7 @@ def _load_release_codec(release: Release) -> LanguageCodec:
         raise SynthesisError(f"the model's codec {path} does not exist (export the release with --copy-codec to "
                              f"keep it inside the release directory)")
     if release.codec_sha256 is not None:
-        from codec.model import BUNDLED_DIR
+        from codec import BUNDLED_DIR
 
         actual = weights_sha256(BUNDLED_DIR if path is None else path)
         if actual is not None and actual != release.codec_sha256:
@@ -354,7 +354,7 @@ def _load_release_codec(release: Release) -> LanguageCodec:
                                  f"(weights SHA-256 differs)")
     try:
         codec = load_codec(path)
-    except CodecError as err:
+    except InputError as err:
         raise SynthesisError(f"the model's codec: {err}") from None
     if release.codec_rates is not None and (codec.sample_rate, codec.frame_rate) != tuple(release.codec_rates):
         raise SynthesisError(f"the codec at {path or 'bundled'} runs at {codec.sample_rate} Hz and "

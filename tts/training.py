@@ -20,7 +20,7 @@ from typing import Dict, Iterator, Optional, Sequence
 import torch
 from torch import nn
 
-from codec.runs import (LOOP_FIELDS, CheckpointStore, NonFiniteLossError, agree_finite, check_fields, endless, flat,
+from toolkit.runs import (LOOP_FIELDS, CheckpointStore, NonFiniteLossError, agree_finite, check_fields, endless, flat,
                         read_yaml, sampler_state, tuples, unknown_keys, warmup_cosine)
 from tts.data.dataset import TokenBatch, TokenDataset, cut_codes, make_sampler
 from tts.models.base import TokenModel

@@ -39,13 +39,14 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "recipes" / "mini"))
 
 from codec import load_codec  # noqa: E402
-from codec.runs import run_cli  # noqa: E402
+from toolkit.runs import run_cli  # noqa: E402
 from codec.training import CodecTrainer, load_train_config  # noqa: E402
 from tts import evaluation  # noqa: E402
-from tts.ablation import codebook_entropy, codec_scores, plot_results, report  # noqa: E402
+from recipes.ablation.report import codec_scores, plot_results, report  # noqa: E402
+from recipes.eval.protocol import read_clips, zero_shot_items, zero_shot_pairs  # noqa: E402
+from tts.data.corpus import build_mini_corpus  # noqa: E402
 from tts.data.dataset import cut_codes  # noqa: E402
 from tts.data.pipeline import PipelineConfig, run as run_pipeline  # noqa: E402
 from tts.synthesizer import Synthesizer  # noqa: E402
@@ -129,11 +130,9 @@ class Ablation:
     # Stages -----------------------------------------------------------------------------------------------------
 
     def corpus(self) -> None:
-        import prepare as mini  # recipes/mini/prepare.py
-
         c = self.config["corpus"]
-        mini.build(Path(c["folder"]) if c.get("folder") else None, Path(c["sentences"]), self.out / "corpus",
-                   c.get("size", "small"))
+        build_mini_corpus(Path(c["folder"]) if c.get("folder") else None, Path(c["sentences"]), self.out / "corpus",
+                          c.get("size", "small"))
 
     def data(self) -> None:
         run_pipeline(PipelineConfig(self.out / "corpus", self.out / "data", PARTS), codec=None)
@@ -183,7 +182,7 @@ class Ablation:
     def eval(self) -> None:
         e = self.config["eval"]
         clips = Path(e["clips"])
-        rows = [r for r in evaluation.read_clips(clips) if r["role"] == "full_utterance" and
+        rows = [r for r in read_clips(clips) if r["role"] == "full_utterance" and
                 r["transcript"] != "unknown"][: e.get("codec_clips", 10)]
         scorer = evaluation.Scorer(e.get("asr_model"), e.get("speaker_model"), e.get("dnsmos", True)).check()
         results: Dict[str, dict] = {"codec": {}, "entropy": {}, "tts": {}}
@@ -200,7 +199,7 @@ class Ablation:
                 missing.append(f"tokens_{kind}")
                 continue
             results["entropy"][kind] = self.part(f"entropy_{kind}", token_entropy, cuts, codec.codebook_size)
-        jobs = evaluation.zero_shot_pairs(evaluation.read_clips(clips))[: e.get("tts_targets", 10)]
+        jobs = zero_shot_pairs(read_clips(clips))[: e.get("tts_targets", 10)]
         truth = [evaluation.Item(audio=str(clips / job["target"]), text=job["text"],
                                  speaker_reference=str(clips / job["prompt"]), system="ground truth") for job in jobs]
         results["tts_reference"] = self.part("tts_ground_truth",
@@ -220,7 +219,7 @@ class Ablation:
         name = f"{model}_{kind}"
         folder = self.out / "eval" / name
         synth = Synthesizer.from_pretrained(self.out / name / "release", model)
-        items = evaluation.zero_shot_items(synth, clips, jobs, folder / "audio", model, seed=0)
+        items = zero_shot_items(synth, clips, jobs, folder / "audio", model, seed=0)
         evaluation.score_and_write([item for item in items if item.system == model], folder, scorer)
         return json.loads((folder / "scores.json").read_text())["summary"][model]
 
@@ -243,7 +242,7 @@ class Ablation:
 def token_entropy(cuts: Path, codebook_size: int) -> dict:
     from lhotse import CutSet
 
-    return codebook_entropy([cut_codes(c) for c in CutSet.from_file(cuts)], codebook_size)
+    return evaluation.codebook_entropy([cut_codes(c) for c in CutSet.from_file(cuts)], codebook_size)
 
 
 def budget(section: dict) -> str:

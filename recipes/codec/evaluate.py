@@ -12,15 +12,18 @@ Needs the evaluation extras (``pip install -e ".[eval]"``). Prints a Markdown ta
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Dict, Optional
 
 import torch
 from tqdm import tqdm
 
-from codec import LanguageCodec, load_audio, load_codec
-from codec.metrics import mean_scores, reconstruction_metrics
-from codec.runs import run_cli
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root: recipes.eval.protocol
+
+from codec import LanguageCodec, load_audio, load_codec, reconstruction_metrics  # noqa: E402
+from toolkit.metrics import mean_scores  # noqa: E402
+from toolkit.runs import run_cli  # noqa: E402
 
 PAPER = {4: {"pesq": 3.27, "stoi": 0.949, "vuv_f1": 0.966}, 8: {"pesq": 3.88, "stoi": 0.972, "vuv_f1": 0.975}}
 
@@ -56,7 +59,7 @@ def evaluate(codec: LanguageCodec, clips, codebooks=(4, 8), vuv: bool = True, sc
 
 def read_transcripts(folder: Path) -> Dict[str, str]:
     """File name -> transcript from ``<folder>/manifest.tsv`` (the ``../shared/speech`` layout); {} without one."""
-    from tts.evaluation import read_clips
+    from recipes.eval.protocol import read_clips
 
     if not (folder / "manifest.tsv").is_file():
         return {}

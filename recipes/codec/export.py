@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from codec import CodecConfig, LanguageCodec
-from codec.checkpoint import load_safetensors, load_strict
+from toolkit.weights import load_safetensors, load_strict
 from codec.discriminators import Discriminators
-from codec.runs import run_cli
+from toolkit.runs import run_cli
 from codec.training import discriminator_config, save_discriminators
 
 

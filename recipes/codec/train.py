@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from lhotse import CutSet
 
-from codec.runs import run_cli
+from toolkit.runs import run_cli
 from codec.training import CodecTrainer, load_train_config
 
 

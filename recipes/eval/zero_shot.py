@@ -26,9 +26,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from codec.runs import run_cli  # noqa: E402
+from toolkit.runs import run_cli  # noqa: E402
 from tts import evaluation  # noqa: E402
-from tts.evaluation import read_clips, zero_shot_pairs  # noqa: E402
+from recipes.eval.protocol import read_clips, zero_shot_items, zero_shot_pairs  # noqa: E402
 from tts.synthesizer import Synthesizer  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def main() -> int:
     if not jobs:
         parser.error(f"no speaker in {args.clips} has a transcribed utterance and a second clip")
     label = synth.release.model_type
-    items = evaluation.zero_shot_items(synth, args.clips, jobs, args.out_dir / "audio", label, args.seed)
+    items = zero_shot_items(synth, args.clips, jobs, args.out_dir / "audio", label, args.seed)
     table = evaluation.score_and_write(items, args.out_dir, scorer)
     print(f"{len(jobs)} targets from {args.clips}\n{table}", end="")
     return 0

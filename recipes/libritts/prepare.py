@@ -11,7 +11,7 @@ import json
 import logging
 from pathlib import Path
 
-from codec.runs import run_cli
+from toolkit.runs import run_cli
 from tts.data.pipeline import PipelineConfig, run
 
 

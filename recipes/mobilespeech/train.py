@@ -7,7 +7,7 @@ together).
         --codec codec/assets/languagecodec-mini --out-dir runs/mobilespeech_mini --resume
 """
 
-from codec.runs import run_cli
+from toolkit.runs import run_cli
 from tts.training import main
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from codec.runs import run_cli
+from toolkit.runs import run_cli
 from tts.release import export_runs
 
 

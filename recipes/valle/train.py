@@ -12,7 +12,7 @@ Checkpoints: <out-dir>/checkpoints/step-*/ (last N kept); --resume continues fro
 At the end the model is exported to <out-dir>/release.
 """
 
-from codec.runs import run_cli
+from toolkit.runs import run_cli
 from tts.training import main
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ import torch
 
 from codec import LanguageCodec, load_codec
 from codec.losses import MelLoss
-from codec.model import BUNDLED_DIR, CONFIG_NAME, WEIGHTS_NAME
+from codec import BUNDLED_DIR
+from codec.checkpoint import CONFIG_NAME, WEIGHTS_NAME
 
 
 def test_bundled_codec_is_small_fp16_and_loads():

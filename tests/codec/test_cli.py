@@ -10,8 +10,9 @@ import pytest
 import soundfile as sf
 import torch
 
-from codec import CodecError, load_audio, save_audio
+from codec import load_audio, save_audio
 from codec.__main__ import main
+from toolkit.errors import InputError
 
 
 def tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
@@ -30,16 +31,16 @@ def test_load_audio_resamples_and_downmixes(tmp_path):
 
 
 def test_load_audio_refusals(tmp_path):
-    with pytest.raises(CodecError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         load_audio(tmp_path / "none.wav", 24000)
     (tmp_path / "text.wav").write_text("not audio")
-    with pytest.raises(CodecError, match="cannot read audio"):
+    with pytest.raises(InputError, match="cannot read audio"):
         load_audio(tmp_path / "text.wav", 24000)
     sf.write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32), 24000)
-    with pytest.raises(CodecError, match="empty"):
+    with pytest.raises(InputError, match="empty"):
         load_audio(tmp_path / "empty.wav", 24000)
     sf.write(tmp_path / "nan.wav", np.full(100, np.nan, dtype=np.float32), 24000, subtype="FLOAT")
-    with pytest.raises(CodecError, match="NaN"):
+    with pytest.raises(InputError, match="NaN"):
         load_audio(tmp_path / "nan.wav", 24000)
 
 
@@ -47,11 +48,11 @@ def test_save_audio_atomic_and_refusals(tmp_path):
     save_audio(tmp_path / "o.wav", torch.zeros(1, 1, 2400), 24000)
     info = sf.info(tmp_path / "o.wav")
     assert (info.samplerate, info.channels, info.frames) == (24000, 1, 2400)
-    with pytest.raises(CodecError, match="does not exist"):
+    with pytest.raises(InputError, match="does not exist"):
         save_audio(tmp_path / "missing" / "o.wav", torch.zeros(100), 24000)
-    with pytest.raises(CodecError, match="unsupported audio format"):
+    with pytest.raises(InputError, match="unsupported audio format"):
         save_audio(tmp_path / "o.xyz", torch.zeros(100), 24000)
-    with pytest.raises(CodecError, match="NaN"):
+    with pytest.raises(InputError, match="NaN"):
         save_audio(tmp_path / "n.wav", torch.full((100,), float("nan")), 24000)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.wav"]  # no temporary files left
 

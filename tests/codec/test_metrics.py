@@ -34,7 +34,7 @@ def test_identical_and_degraded():
 
 def test_unscorable_clips_do_not_crash():
     pytest.importorskip("pesq")
-    from codec.metrics import mean_scores
+    from toolkit.metrics import mean_scores
 
     ref = voiced_signal()
     scores = reconstruction_metrics(torch.zeros_like(ref), torch.zeros_like(ref), 24000)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from codec import CodecConfig, CodecError, CodecOutput, LanguageCodec, QuantizerConfig
+from toolkit.errors import InputError
 
 
 def test_release_config_and_attributes():
@@ -138,13 +139,13 @@ def test_bad_release_dirs(tmp_path, tiny_codec):
         LanguageCodec.from_pretrained(tmp_path)
     tiny_codec.save_pretrained(tmp_path / "a")
     (tmp_path / "a" / "model.safetensors").write_bytes(b"corrupt")
-    with pytest.raises(CodecError, match="cannot read weights"):
+    with pytest.raises(InputError, match="cannot read weights"):
         LanguageCodec.from_pretrained(tmp_path / "a")
     LanguageCodec(CodecConfig.tiny(quantizer_kind="rvq")).save_pretrained(tmp_path / "b")
     cfg = json.loads((tmp_path / "b" / "config.json").read_text())
     cfg["decoder"]["num_layers"] = 3
     (tmp_path / "b" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CodecError, match=r"missing \d+ key\(s\): backbone\.convnext\.2"):
+    with pytest.raises(InputError, match=r"missing \d+ key\(s\): backbone\.convnext\.2"):
         LanguageCodec.from_pretrained(tmp_path / "b")
     cfg["decoder"]["bogus"] = 1
     (tmp_path / "b" / "config.json").write_text(json.dumps(cfg))

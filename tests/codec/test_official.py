@@ -8,6 +8,7 @@ import torch
 
 from codec import CodecConfig, CodecError, LanguageCodec
 from tests.conftest import shared_path
+from toolkit.errors import InputError
 
 FIXTURE = ("fixtures", "languagecodec_official")
 
@@ -103,12 +104,12 @@ def test_mismatched_checkpoints_are_named(tmp_path):
 
     src = shared_path(*FIXTURE, "state_dict.safetensors")
     wrong = r"wrong shape: backbone\.convnext\.0\.dwconv\.bias \(64,\) \(expected \(384,\)\)"
-    with pytest.raises(CodecError, match=wrong):
+    with pytest.raises(InputError, match=wrong):
         LanguageCodec.from_official_checkpoint(src, CodecConfig.official())  # release widths vs reduced weights
     state = load_file(str(src))
     del state["backbone.convnext.3.gamma"]
     save_file(state, str(tmp_path / "broken.safetensors"))
-    with pytest.raises(CodecError, match=r"missing 1 key\(s\): backbone\.convnext\.3\.gamma"):
+    with pytest.raises(InputError, match=r"missing 1 key\(s\): backbone\.convnext\.3\.gamma"):
         LanguageCodec.from_official_checkpoint(tmp_path / "broken.safetensors")
     state = load_file(str(src))
     state["feature_extractor.encodec.quantizer.vq.layers.0._codebook.extra"] = torch.zeros(1)

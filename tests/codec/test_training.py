@@ -268,7 +268,7 @@ def test_resume_falls_back_over_a_broken_checkpoint(cuts, finished_run, tmp_path
 
 @pytest.mark.slow
 def test_resume_stops_when_no_checkpoint_is_complete(cuts, tmp_path):
-    from codec.runs import MANIFEST, CheckpointError
+    from toolkit.runs import MANIFEST, CheckpointError
 
     config = tiny_config(max_steps=4, reconstruction_only_steps=2, checkpoint_every=2, keep_checkpoints=3)
     CodecTrainer(config, cuts, tmp_path).train()

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from codec import CodecConfig, LanguageCodec
+from tts.data.corpus import build_mini_corpus
 from tts.data.pipeline import PipelineConfig, run
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,15 +28,12 @@ def built(tmp_path_factory):
     tokenized with a tiny codec. Returns (root, pipeline config, summary)."""
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed")
-    sys.path.insert(0, str(ROOT / "recipes" / "mini"))
-    import prepare as mini  # the recipe script under test
-
     root = tmp_path_factory.mktemp("mini")
     sentences = shared_or_none("text", "all_sentences.tsv")
     if sentences is None:
         sentences = root / "sentences.txt"
         sentences.write_text("\n".join(f"This is test sentence number {i} for the corpus." for i in range(20)))
-    mini.build(shared_or_none("corpus", "vctk"), sentences, root / "corpus", "smoke")
+    build_mini_corpus(shared_or_none("corpus", "vctk"), sentences, root / "corpus", "smoke")
     torch.manual_seed(0)
     codec = LanguageCodec(CodecConfig.tiny()).train()
     codec(torch.randn(2, 24000) * 0.1, num_quantizers=8)

@@ -14,7 +14,7 @@ import yaml
 from safetensors.numpy import load_file
 
 from tests.conftest import shared_path
-from tts.ablation import codebook_entropy
+from tts.evaluation import codebook_entropy
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -37,7 +37,7 @@ def release(built, tmp_path_factory):
     audio = cut.load_audio()
     # stereo at 16 kHz with half a second of leading silence: the CLI resamples, downmixes and skips the silence
     wav = np.concatenate([np.zeros(12000, np.float32), audio[0]])
-    from codec.audio import resample
+    from toolkit.audio import resample
     mono16 = resample(wav, cut.sampling_rate, 16000)
     sf.write(prompt, np.stack([mono16, mono16], axis=1), 16000)
     return directory, prompt, cut.supervisions[0].text

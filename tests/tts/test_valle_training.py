@@ -15,7 +15,7 @@ import torch
 from lhotse import CutSet
 
 from tests.support import corpus_data as data
-from tests.support import weights
+from tests.support import snippet, weights
 from tts.models.base import GenerationRequest
 from tts.models.sampling import SamplingConfig, length_limits
 from tts.release import ReleaseError, export_runs, load_token_model
@@ -176,14 +176,10 @@ with open({str(out)!r} + f"/rank{{trainer.acc.process_index}}.json", "w") as f:
 
 @pytest.mark.slow
 def test_readme_commands(built, tmp_path):
-    """README's VALL-E training and export commands (tiny config, 3 steps) on the smoke corpus."""
-    import re
-
+    """The VALL-E page's training and export commands (tiny config, 3 steps) on the smoke corpus."""
     _, config, _ = built
     cuts, symbols, codec = data(built)
-    readme = (ROOT / "README.md").read_text()
-    block = next(b for b in re.findall(r"```bash\n(.*?)```", readme, flags=re.S) if "recipes/valle/train.py" in b)
-    train, export = block.strip().splitlines()
+    train, export = snippet("bash", "recipes/valle/train.py", "recipes/valle/export.py").strip().splitlines()
     train = (train.replace("recipes/valle/configs/mini.yaml", str(CONFIGS / "tiny.yaml"))
              .replace("data/mini", str(config.work_dir)).replace("path/to/release", str(codec)))
     args = train.split()
@@ -217,3 +213,43 @@ def test_single_stage_runs_merge_into_one_release(built, tmp_path):
     for trainer in trainers.values():
         own = trainer.unwrapped.state_dict()
         assert all(torch.equal(v, merged.state_dict()[k]) for k, v in own.items())
+
+
+@pytest.mark.slow
+def test_train_your_own_commands(built, tmp_path):
+    """README's "Train your own" block on the smoke corpus: the LibriTTS recipe on its LibriTTS-layout folder (no
+    download; the corpus fixture prepared the same stages in the same work dir, so they are skipped), 3 steps of the
+    tiny VALL-E config, and synthesis from the release it exports."""
+    import shlex
+
+    import soundfile as sf
+
+    root, config, _ = built
+    codec = root / "codec"
+    prepare, train, synthesize = snippet("bash", "recipes/libritts/prepare.py", "tts synthesize").strip().splitlines()
+    work = str(config.work_dir)
+    prepare = (prepare.replace(" --download", "").replace("data/LibriTTS", str(root / "corpus"))
+               .replace("train-clean-100 dev-clean test-clean", "train test").replace("path/to/release", str(codec))
+               .replace("data/libritts", work))
+    args = shlex.split(prepare)
+    proc = subprocess.run([sys.executable, str(ROOT / args[1]), *args[2:]], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    train = (train.replace("recipes/valle/configs/mini.yaml", str(CONFIGS / "tiny.yaml"))
+             .replace("data/libritts/cuts_train-clean-100", f"{work}/cuts_train")
+             .replace("path/to/release", str(codec)))
+    args = shlex.split(train)
+    assert args[:2] == ["accelerate", "launch"]
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
+                           str(ROOT / args[2]), *args[3:], "--set", "train.max_steps=3", "--wandb", "disabled"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cut = next(iter(data(built)[0]))
+    sf.write(tmp_path / "prompt.wav", cut.load_audio()[0], cut.sampling_rate)
+    args = shlex.split(synthesize)
+    assert args[:2] == ["tts", "synthesize"]
+    proc = subprocess.run([sys.executable, "-m", "tts.cli", *args[1:], "--seed", "0"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    audio, rate = sf.read(tmp_path / "mine.wav")
+    assert rate == 24000 and audio.size > 0

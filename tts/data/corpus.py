@@ -12,6 +12,7 @@ multi-speaker synthetic speech from espeak-ng voices over a sentence list (``syn
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -27,8 +28,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from codec.audio import load_audio
-from codec.errors import CodecError
+from toolkit.audio import load_audio
+from toolkit.errors import InputError
 
 SAMPLE_RATE = 24000
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -102,7 +103,7 @@ def from_folder(src: Path, root: Path, part: str, max_utterances: Optional[int] 
             continue
         try:
             wav = load_audio(path, SAMPLE_RATE).numpy()
-        except CodecError as err:
+        except InputError as err:
             writer.report.skipped[str(path)] = str(err)
             continue
         writer.add(speaker, transcript.read_text(), wav)
@@ -142,7 +143,7 @@ def synthesize_espeak(sentences: Sequence[str], root: Path, part: str, num_speak
                                check=True, capture_output=True)
                 try:
                     wav = load_audio(out, SAMPLE_RATE).numpy()
-                except CodecError as err:
+                except InputError as err:
                     writer.report.skipped[f"{name}: {text[:40]}"] = str(err)
                     continue
                 writer.add(name, text, wav)
@@ -157,3 +158,33 @@ def read_sentences(path: Path, min_words: int = 3, max_words: int = 30) -> List[
         lines = [row.split("\t")[column] for row in lines[1:] if row.strip()]
     return [s.strip() for s in lines if min_words <= len(s.split()) <= max_words]
 
+
+MINI_SIZES = {  # folder utterances (max, per speaker), espeak train speakers x utterances, espeak test speakers x utterances
+    "smoke": ((12, 3), (2, 3), (2, 2)),
+    "small": ((300, 10), (20, 15), (6, 5)),
+    "full": ((None, None), (60, 120), (10, 10)),
+}
+
+
+def build_mini_corpus(folder: Optional[Path], sentences: Optional[Path], root: Path, size: str, seed: int = 0) -> dict:
+    """The mini corpus of ``recipes/mini/prepare.py`` under ``root`` in the LibriTTS layout (skipped when
+    ``root/.built`` exists): utterances of ``folder`` and espeak-ng speakers reading ``sentences`` for "train", other
+    espeak-ng speakers for "test". ``size``: a key of ``MINI_SIZES``. Returns what was written and skipped."""
+    marker = root / ".built"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    (max_utts, per_spk), (train_spk, train_utts), (test_spk, test_utts) = MINI_SIZES[size]
+    report = {}
+    texts = read_sentences(sentences) if sentences else []
+    if folder:
+        r = from_folder(folder, root, "train", max_utterances=max_utts, max_per_speaker=per_spk)
+        report["folder"] = {"summary": r.summary(), "skipped": r.skipped}
+    if texts:
+        half = len(texts) // 2  # test speakers read sentences the train speakers never read
+        r = synthesize_espeak(texts[:half], root, "train", train_spk, train_utts, seed=seed)
+        report["espeak_train"] = {"summary": r.summary(), "skipped": r.skipped}
+        r = synthesize_espeak(texts[half:], root, "test", test_spk, test_utts, seed=seed + 1000 + train_spk)
+        report["espeak_test"] = {"summary": r.summary(), "skipped": r.skipped}
+    root.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(report, indent=1))
+    return report

@@ -23,7 +23,7 @@ from lhotse import CutSet, load_manifest_lazy
 from lhotse.features.io import NumpyHdf5Writer
 from tqdm import tqdm
 
-from codec.checkpoint import atomic_path
+from toolkit.files import atomic_path
 from tts.text import SymbolTable, TextError, build_phonemizer, is_phone
 
 log = logging.getLogger(__name__)

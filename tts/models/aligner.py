@@ -1,4 +1,5 @@
-"""Phoneme durations at the codec frame rate without external tools (MobileSpeech needs them; DESIGN section 5).
+"""Phoneme durations at the codec frame rate without external tools (MobileSpeech needs them; docs/design.md,
+section 5).
 
 A RAD-TTS-style aligner: phoneme keys against acoustic queries (summed code embeddings of every codebook), a
 beta-binomial prior favouring the diagonal, the forward-sum loss (CTC over the soft alignment, ``nn.CTCLoss``), and

@@ -1,4 +1,4 @@
-"""MobileSpeech (Ji et al., ACL 2024): a parallel zero-shot model over codec codes (DESIGN section 5).
+"""MobileSpeech (Ji et al., ACL 2024): a parallel zero-shot model over codec codes (docs/design.md, section 5).
 
 Text encoder -> duration predictor (conditioned on the prompt) and length regulator -> the SMD (speech mask decoder):
 a transformer over [length-regulated text states + summed embeddings of partly masked code layers + layer embedding],

@@ -18,6 +18,8 @@ from typing import Callable, List, Optional
 
 import torch
 
+from toolkit.files import sha256
+
 
 class NonFiniteLossError(RuntimeError):
     pass
@@ -115,19 +117,9 @@ class CheckpointStore:
                               "or start without --resume")
 
 
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(folder: Path, ranks: int) -> None:
     """``MANIFEST.json``: the size and SHA-256 of every other file in ``folder`` (recursively), and the rank count."""
-    files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": _sha256(p)}
+    files = {str(p.relative_to(folder)): {"size": p.stat().st_size, "sha256": sha256(p)}
              for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
     tmp = folder / f".{MANIFEST}.tmp"
     tmp.write_text(json.dumps({"format": 1, "ranks": ranks, "files": files}, indent=1))
@@ -157,7 +149,7 @@ def verify_checkpoint(folder: Path, rank: int, ranks: int) -> Optional[str]:
             return f"{name} is missing"
         if path.stat().st_size != meta["size"]:
             return f"{name} has {path.stat().st_size} bytes, {meta['size']} were written"
-        if _sha256(path) != meta["sha256"]:
+        if sha256(path) != meta["sha256"]:
             return f"{name} is corrupt (its SHA-256 differs from the one written)"
     if f"trainer_state_{rank}.json" not in files:
         return f"trainer_state_{rank}.json is missing"

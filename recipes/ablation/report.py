@@ -1,7 +1,7 @@
 """The MCRVQ ablation's measurements and report: codec reconstruction at several codebook counts, how much the first
 codebook carries, and downstream zero-shot TTS, for a codec with MCRVQ and one with plain RVQ.
 
-The stages that produce the codecs, tokens and models are in ``recipes/ablation/run.py``.
+The stages that produce the codecs, tokens and models are in ``recipes/ablation/run.py``, which imports this file.
 """
 
 from __future__ import annotations
@@ -13,25 +13,10 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
-from codec.audio import load_audio
+from toolkit.audio import load_audio
 from tts import evaluation
 
 CODEC_KS = (1, 3, 4, 8)  # codebooks decoded: the first alone, the three parallel MCRVQ groups, and the bitrates
-
-
-def codebook_entropy(code_arrays: Sequence[np.ndarray], codebook_size: int, codebook: int = 0) -> Dict[str, float]:
-    """Entropy (bits) and perplexity of one codebook's tokens over ``[T, K]`` code arrays, plus the share of entries
-    used. A first codebook that carries less information has lower entropy (the paper's argument for MCRVQ)."""
-    counts = np.zeros(codebook_size, dtype=np.int64)
-    for codes in code_arrays:
-        counts += np.bincount(np.asarray(codes)[:, codebook].astype(np.int64), minlength=codebook_size)
-    total = counts.sum()
-    if total == 0:
-        raise ValueError("no codes to measure")
-    p = counts[counts > 0] / total
-    entropy = float(-(p * np.log2(p)).sum())
-    return {"entropy_bits": entropy, "perplexity": float(2 ** entropy), "used": float((counts > 0).mean()),
-            "tokens": float(total)}
 
 
 @torch.no_grad()
@@ -40,7 +25,7 @@ def codec_scores(codec, clips: Path, rows: Sequence[Dict[str, str]],
     """Mean scores per number of decoded codebooks (``CODEC_KS`` up to the codec's count) over transcribed clips:
     PESQ, STOI, V/UV F1 and mel distance always; WER (the scorer's ASR on the decoded audio against the transcript);
     DNSMOS and speaker similarity to the original at 4 and 8 codebooks."""
-    from codec.metrics import reconstruction_metrics
+    from codec import reconstruction_metrics
 
     scorer = scorer or evaluation.Scorer()
     per_k: Dict[int, List[dict]] = {k: [] for k in CODEC_KS if k <= codec.num_codebooks}

@@ -11,8 +11,8 @@ import soundfile as sf
 import soxr
 import torch
 
-from .checkpoint import atomic_path
-from .errors import CodecError
+from toolkit.errors import InputError
+from toolkit.files import atomic_path
 
 PathLike = Union[str, os.PathLike]
 
@@ -25,19 +25,19 @@ def load_audio(path: PathLike, sample_rate: int) -> torch.Tensor:
     Returns:
         ``[L]`` float32 tensor.
     Raises:
-        CodecError: the file is missing, unreadable, empty, or holds non-finite samples.
+        InputError: the file is missing, unreadable, empty, or holds non-finite samples.
     """
     path = Path(path)
     if not path.is_file():
-        raise CodecError(f"audio file {path} does not exist")
+        raise InputError(f"audio file {path} does not exist")
     try:
         data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
-        raise CodecError(f"cannot read audio {path}: {str(err).strip() or type(err).__name__}") from None
+        raise InputError(f"cannot read audio {path}: {str(err).strip() or type(err).__name__}") from None
     if data.shape[0] == 0:
-        raise CodecError(f"audio {path} is empty")
+        raise InputError(f"audio {path} is empty")
     if not np.isfinite(data).all():
-        raise CodecError(f"audio {path} contains NaN or infinite samples")
+        raise InputError(f"audio {path} contains NaN or infinite samples")
     return torch.from_numpy(resample(data.mean(axis=1), rate, sample_rate))
 
 
@@ -58,20 +58,20 @@ def save_audio(path: PathLike, wav: Union[torch.Tensor, np.ndarray], sample_rate
         wav = wav.detach().float().cpu().numpy()
     wav = np.asarray(wav, dtype=np.float32)
     if wav.ndim > 1 and int(np.prod(wav.shape[:-1])) != 1:
-        raise CodecError(f"save_audio writes one mono waveform, got shape {wav.shape}")
+        raise InputError(f"save_audio writes one mono waveform, got shape {wav.shape}")
     wav = wav.reshape(-1)
     if wav.size == 0:
-        raise CodecError("refusing to write empty audio")
+        raise InputError("refusing to write empty audio")
     if not np.isfinite(wav).all():
-        raise CodecError("refusing to write audio with NaN or infinite samples")
+        raise InputError("refusing to write audio with NaN or infinite samples")
     fmt = sf.check_format(path.suffix.lstrip(".").upper()) and path.suffix.lstrip(".").upper()
     if not fmt:
-        raise CodecError(f"unsupported audio format {path.suffix!r} (use .wav or .flac)")
+        raise InputError(f"unsupported audio format {path.suffix!r} (use .wav or .flac)")
     if not path.parent.is_dir():
-        raise CodecError(f"cannot write {path}: directory {path.parent} does not exist")
+        raise InputError(f"cannot write {path}: directory {path.parent} does not exist")
     try:
         with atomic_path(path) as tmp:
             sf.write(str(tmp), np.clip(wav, -1.0, 1.0), sample_rate, subtype="PCM_16", format=fmt)
     except (OSError, sf.LibsndfileError, RuntimeError) as err:
-        raise CodecError(f"cannot write {path}: {err}") from None
+        raise InputError(f"cannot write {path}: {err}") from None
     return path
