@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import List
 
+import pytest
 from lhotse import CutSet
 
 from tts.text import SymbolTable
@@ -38,3 +40,26 @@ def snippet(lang: str, *contains: str) -> str:
     found = [b for b in snippets(lang) if all(c in b for c in contains)]
     assert len(found) == 1, f"{len(found)} {lang} blocks hold {contains}"
     return found[0]
+
+
+def tiny_hf_models(folder):
+    """A random HuBERT CTC model with its processor, and a random WavLM x-vector model, saved as local folders."""
+    transformers = pytest.importorskip("transformers")
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ'"
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: i + 5 for i, c in enumerate(letters)}}
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    extractor = transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
+                                                      do_normalize=True, return_attention_mask=False)
+    tokenizer = transformers.Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|")
+    small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
+                 conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    asr = transformers.HubertForCTC(transformers.HubertConfig(vocab_size=len(vocab), **small))
+    asr.save_pretrained(folder / "asr")
+    transformers.Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder / "asr")
+    speaker = transformers.WavLMForXVector(transformers.WavLMConfig(
+        tdnn_dim=(16, 16), tdnn_kernel=(3, 1), tdnn_dilation=(1, 1), xvector_output_dim=8, num_buckets=32, **small))
+    speaker.save_pretrained(folder / "speaker")
+    extractor.save_pretrained(folder / "speaker")
+    return folder / "asr", folder / "speaker"

@@ -446,3 +446,26 @@ def test_a_codec_config_at_another_rate_is_refused(capsys, tmp_path):
     assert_one_line(err)
     assert "runs at 16000 Hz" in err and "24000 Hz" in err, err
     assert not out.exists()
+
+
+def test_training_data_that_fills_no_batch_is_refused():
+    """A corpus smaller than one batch stops the run with a message instead of looping forever; one empty epoch (what
+    a run resumed at the end of an epoch sees first) is fine."""
+    from toolkit.runs import endless
+
+    class Sampler:
+        epoch = 0
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+    sampler = Sampler()
+
+    class Loader:  # the rest of a finished epoch, then an epoch of two batches
+        def __iter__(self):
+            return iter([] if sampler.epoch == 0 else ["a", "b"])
+
+    stream = endless(Loader(), sampler)
+    assert [next(stream) for _ in range(3)] == ["a", "b", "a"]
+    with pytest.raises(ValueError, match="fills no batch"):
+        next(endless([], Sampler()))

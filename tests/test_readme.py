@@ -25,14 +25,17 @@ def setup(tmp_path, tiny_codec) -> Path:
 
 
 def test_python_snippet(tmp_path, tiny_codec, monkeypatch):
+    """The codec's Python example (README and the codec page)."""
     setup(tmp_path, tiny_codec)
     monkeypatch.chdir(tmp_path)
-    code = next(b for b in blocks("python") if "from codec import" in b)
-    code = "\n".join(line for line in code.splitlines() if "from_official_checkpoint" not in line)
-    scope: dict = {}
-    exec(compile(code, "README.md", "exec"), scope)
-    assert scope["codes"].shape == (1, 8, 75)
-    assert sf.info(tmp_path / "resynth.wav").frames == 24000
+    examples = list(dict.fromkeys(b for b in blocks("python") if "from codec import" in b))
+    assert examples
+    for code in examples:
+        code = "\n".join(line for line in code.splitlines() if "from_official_checkpoint" not in line)
+        scope: dict = {}
+        exec(compile(code, "snippet", "exec"), scope)
+        assert scope["codes"].shape == (1, 8, 75)
+        assert sf.info(tmp_path / "resynth.wav").frames == 24000
 
 
 def test_cli_snippet(tmp_path, tiny_codec):

@@ -250,9 +250,21 @@ def sampler_state(state: dict) -> dict:
 
 
 def endless(loader, sampler):
-    """Batches of ``loader`` epoch after epoch; the Lhotse ``sampler``'s epoch advances (reshuffling) at each end."""
+    """Batches of ``loader`` epoch after epoch; the Lhotse ``sampler``'s epoch advances (reshuffling) at each end.
+
+    Two epochs in a row without a batch (the first may be the empty rest of an epoch a resumed run had finished) mean
+    the data cannot fill one batch: a ``ValueError`` says so instead of looping forever.
+    """
+    empty = 0
     while True:
-        yield from loader
+        batches = 0
+        for batch in loader:
+            batches += 1
+            yield batch
+        empty = 0 if batches else empty + 1
+        if empty >= 2:
+            raise ValueError("the training data fills no batch (fewer or shorter cuts than one batch needs, or every "
+                             "cut filtered out): add data or lower the batch size / max_duration")
         sampler.set_epoch(sampler.epoch + 1)
 
 

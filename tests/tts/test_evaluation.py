@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from tests.conftest import shared_path
+from tests.support import tiny_hf_models
 from tts import evaluation
 
 
@@ -43,16 +44,28 @@ def test_asr_and_speaker_similarity_on_real_speech():
     assert clean["dnsmos_ovrl"] > noisy["dnsmos_ovrl"] + 0.5, (clean, noisy)
 
 
+def documented(index: int, folder, *extra: str) -> subprocess.CompletedProcess:
+    """Line ``index`` of the evaluation page's commands, run in ``folder`` (plus ``extra`` options)."""
+    import shlex
+
+    from tests.support import snippet
+
+    args = shlex.split(snippet("bash", "tts evaluate").strip().splitlines()[index])
+    assert args[:2] == ["tts", "evaluate"]
+    return subprocess.run([sys.executable, "-m", "tts.cli", *args[1:], *extra], cwd=folder, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.slow
 def test_cli_manifest_writes_json_and_markdown(tmp_path):
+    """The documented manifest command (without DNSMOS, the slow part), and a broken manifest."""
     clip = shared_path("speech", "librispeech_1221_1221-135767-0014.wav")
     wav, rate = sf.read(clip, dtype="float32")
     sf.write(tmp_path / "quiet.wav", wav * 0.5, rate)
     rows = [{"audio": str(clip), "text": transcripts()[clip.name], "system": "ground truth"},
             {"audio": "quiet.wav", "reference": str(clip), "speaker_reference": str(clip), "system": "resynthesis"}]
-    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    cmd = [sys.executable, "-m", "tts.cli", "evaluate", "--manifest", tmp_path / "m.jsonl", "--no-dnsmos",
-           "--out", tmp_path / "scores.json", "--markdown", tmp_path / "table.md"]
-    result = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=300)
+    (tmp_path / "items.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = documented(1, tmp_path, "--no-dnsmos")
     assert result.returncode == 0, result.stderr
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert set(scores["summary"]) == {"ground truth", "resynthesis"}
@@ -61,35 +74,14 @@ def test_cli_manifest_writes_json_and_markdown(tmp_path):
     assert resynthesis["stoi"] > 0.99 and resynthesis["speaker_similarity"] > 0.95
     assert "wer" in scores["summary"]["ground truth"] and "wer" not in resynthesis
     assert (tmp_path / "table.md").read_text().startswith("| system | items |")
+    assert (tmp_path / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a broken manifest is refused in one line, without output
     (tmp_path / "bad.jsonl").write_text('{"audio": "x.wav", "bogus": 1}\n')
-    cmd[5], cmd[-3] = tmp_path / "bad.jsonl", tmp_path / "bad.json"
+    cmd = [sys.executable, "-m", "tts.cli", "evaluate", "--manifest", tmp_path / "bad.jsonl", "--no-dnsmos",
+           "--out", tmp_path / "bad.json"]
     result = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and result.stderr.strip().startswith("tts: error: manifest:"), result.stderr
     assert not (tmp_path / "bad.json").exists()
-
-
-def tiny_hf_models(folder):
-    """A random HuBERT CTC model with its processor, and a random WavLM x-vector model, saved as local folders."""
-    transformers = pytest.importorskip("transformers")
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ'"
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4, **{c: i + 5 for i, c in enumerate(letters)}}
-    (folder / "vocab.json").write_text(json.dumps(vocab))
-    extractor = transformers.Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0,
-                                                      do_normalize=True, return_attention_mask=False)
-    tokenizer = transformers.Wav2Vec2CTCTokenizer(str(folder / "vocab.json"), word_delimiter_token="|")
-    small = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, conv_dim=(16, 16),
-                 conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
-    asr = transformers.HubertForCTC(transformers.HubertConfig(vocab_size=len(vocab), **small))
-    asr.save_pretrained(folder / "asr")
-    transformers.Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(folder / "asr")
-    speaker = transformers.WavLMForXVector(transformers.WavLMConfig(
-        tdnn_dim=(16, 16), tdnn_kernel=(3, 1), tdnn_dilation=(1, 1), xvector_output_dim=8, num_buckets=32, **small))
-    speaker.save_pretrained(folder / "speaker")
-    extractor.save_pretrained(folder / "speaker")
-    return folder / "asr", folder / "speaker"
 
 
 def test_local_huggingface_models_replace_the_defaults(tmp_path):
@@ -108,20 +100,32 @@ def test_local_huggingface_models_replace_the_defaults(tmp_path):
         evaluation.Scorer(asr_model=str(tmp_path)).check()
 
 
+@pytest.mark.slow
 def test_cli_evaluate_with_local_models_and_plot(tmp_path):
-    asr, speaker = tiny_hf_models(tmp_path)
+    """The documented single-file command (with DNSMOS), the documented command with local HuggingFace models (tiny
+    random ones here), and a model folder that does not exist."""
+    (tmp_path / "models").mkdir()
+    asr, speaker = tiny_hf_models(tmp_path / "models")
+    asr = asr.rename(tmp_path / "models" / "hubert-large-ls960-ft")
+    speaker = speaker.rename(tmp_path / "models" / "wavlm-base-plus-sv")
     clip = shared_path("speech", "librispeech_1221_1221-135767-0014.wav")
-    base = [sys.executable, "-m", "tts.cli", "evaluate", "--audio", clip, "--text", "anything",
-            "--speaker-reference", clip, "--no-dnsmos"]
-    cmd = base + ["--asr-model", asr, "--speaker-model", speaker, "--out", tmp_path / "s.json",
-                  "--plot", tmp_path / "s.png"]
-    result = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=300)
+    wav, rate = sf.read(clip, dtype="float32")
+    sf.write(tmp_path / "hello.wav", wav, rate)
+    sf.write(tmp_path / "prompt.wav", wav, rate)
+    result = documented(0, tmp_path, "--out", "one.json")
+    assert result.returncode == 0, result.stderr
+    one = json.loads((tmp_path / "one.json").read_text())["items"][0]
+    assert {"wer", "speaker_similarity", "dnsmos_ovrl"} <= set(one)
+    (tmp_path / "items.jsonl").write_text(json.dumps({"audio": "hello.wav", "text": "anything",
+                                                      "speaker_reference": "prompt.wav"}) + "\n")
+    result = documented(2, tmp_path, "--no-dnsmos", "--out", "s.json", "--plot", "s.png")
     assert result.returncode == 0, result.stderr
     scores = json.loads((tmp_path / "s.json").read_text())
-    assert scores["models"]["speaker"] == str(speaker)
+    assert scores["models"]["speaker"] == "models/wavlm-base-plus-sv"
     assert scores["items"][0]["speaker_similarity"] == pytest.approx(1.0, abs=1e-5)
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    cmd = base + ["--asr-model", tmp_path / "missing", "--out", tmp_path / "t.json"]
+    cmd = [sys.executable, "-m", "tts.cli", "evaluate", "--audio", clip, "--text", "anything", "--no-dnsmos",
+           "--asr-model", tmp_path / "missing", "--out", tmp_path / "t.json"]
     result = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=300)
     assert result.returncode == 1 and "not a HuggingFace model folder" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.json").exists()

@@ -120,3 +120,35 @@ def test_training_resumes_exactly_and_the_release_speaks(built, tmp_path):
     assert result.returncode == 0, result.stderr
     audio, rate = sf.read(out)
     assert rate == 24000 and audio.size > 0 and "transcribed" not in result.stderr
+
+
+@pytest.mark.slow
+def test_documented_commands(built, tmp_path):
+    """The MobileSpeech page's commands on the smoke corpus: 3 steps of the tiny config, then synthesis from the
+    release with the documented options."""
+    import shlex
+
+    from tests.support import snippet
+
+    _, config, _ = built
+    cuts, _, codec = data(built)
+    train, synthesize = snippet("bash", "recipes/mobilespeech/train.py").strip().splitlines()
+    root = Path(__file__).resolve().parents[2]
+    train = (train.replace("recipes/mobilespeech/configs/mini.yaml",
+                           str(root / "recipes" / "mobilespeech" / "configs" / "tiny.yaml"))
+             .replace("data/mini", str(config.work_dir)).replace("path/to/release", str(codec)))
+    args = shlex.split(train)
+    assert args[:2] == ["accelerate", "launch"]
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
+                           str(root / args[2]), *args[3:], "--set", "train.max_steps=3", "--wandb", "disabled"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    cut = next(iter(cuts))
+    sf.write(tmp_path / "prompt.wav", cut.load_audio()[0], cut.sampling_rate)
+    args = shlex.split(synthesize)
+    assert args[:2] == ["tts", "synthesize"]
+    proc = subprocess.run([sys.executable, "-m", "tts.cli", *args[1:], "--seed", "0"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    audio, rate = sf.read(tmp_path / args[args.index("--out") + 1])
+    assert rate == 24000 and audio.size > 0

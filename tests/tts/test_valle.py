@@ -45,6 +45,7 @@ def test_ar_overfits_and_padding_does_not_leak():
     assert torch.allclose(model(phonemes2, plens, codes2, clens).loss, out.loss, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_nar_overfits_and_ignores_prompt_frames():
     torch.manual_seed(0)
     model = ValleNAR(ValleConfig.tiny(num_symbols=20))
