@@ -4,7 +4,8 @@ Per step: a discriminator update on real and generated crops (hinge loss), then 
 ``45 x mel + 1000 x commitment + adversarial + feature matching`` (official weights, ``LossWeights``). An optional
 reconstruction-only warm-up leaves the discriminators out. Checkpoints hold everything a resumed run needs (weights,
 optimizers, schedulers, sampler position, RNG states, step) and appear atomically; a run resumed from one ends with the
-same weights as a run that never stopped.
+same weights as a run that never stopped. The loop, logging, guard and checkpoints are the training engine's
+(``toolkit.engine.Trainer``).
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import torch
 from torch import nn
 
-from toolkit.runs import (LOOP_FIELDS, CheckpointStore, MetricsLog, NonFiniteLossError, agree_finite, check_fields,
-                          endless, flat, read_yaml, sampler_state, strict_merge, tuples, warmup_cosine)
+from toolkit.engine import Trainer
+from toolkit.runs import (LOOP_FIELDS, NonFiniteLossError, agree_finite, check_fields,
+                          read_yaml, strict_merge, tuples, warmup_cosine)
 
 from .config import CodecConfig
 from .data import AudioCropDataset
@@ -99,7 +100,7 @@ def _split(verdicts: Dict[str, List[SubOutput]], n: int):
     return real, fake
 
 
-class CodecTrainer:
+class CodecTrainer(Trainer):
     """Args:
         config: the run's ``TrainConfig``.
         train_cuts: Lhotse cuts with audio (any sample rate; resampled to the codec's).
@@ -108,17 +109,15 @@ class CodecTrainer:
         accelerator: an ``accelerate.Accelerator``; by default one is made from the config.
     """
 
+    label = "codec"
+    throughput_key = "audio_seconds_per_second"
+    progress_keys = ("mel", "loss_g")
+
     def __init__(self, config: TrainConfig, train_cuts, out_dir: os.PathLike, valid_cuts=None, accelerator=None,
                  log_with: Optional[str] = None, tracker_kwargs: Optional[dict] = None):
-        from accelerate import Accelerator
-        from accelerate.utils import set_seed
         from lhotse.dataset import DynamicCutSampler
 
-        self.config = config
-        self.out = Path(out_dir)
-        self.acc = accelerator or Accelerator(mixed_precision=config.mixed_precision, log_with=log_with,
-                                              project_dir=str(self.out))
-        set_seed(config.seed)
+        super().__init__(config, out_dir, "languagecodec", accelerator, log_with, tracker_kwargs)
         self.model = LanguageCodec(config.codec)
         self.discs = Discriminators(config.discriminators)
         opt = dict(lr=config.learning_rate, betas=tuple(config.betas), weight_decay=config.weight_decay)
@@ -144,20 +143,6 @@ class CodecTrainer:
                                                                           self.opt_d)
         self.mel = MelLoss(sample_rate=config.codec.sample_rate).to(self.acc.device)
         self.valid_cuts = valid_cuts
-        self.step = 0
-        self.nonfinite = 0
-        self.store = CheckpointStore(self.acc, self.out, config.keep_checkpoints)
-        self.metrics = MetricsLog(self.out, enabled=self.acc.is_main_process)
-        if self.acc.is_main_process:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-        if log_with:
-            self.acc.init_trackers("languagecodec", config=flat(config.to_dict()), init_kwargs=tracker_kwargs or {})
-
-    def log(self, values: Dict[str, float]) -> None:
-        """To the trackers and to ``<out>/metrics.jsonl``."""
-        self.acc.log(values, step=self.step)
-        self.metrics.write(values, self.step)
 
     @property
     def codec(self) -> LanguageCodec:
@@ -184,9 +169,11 @@ class CodecTrainer:
         optimizer.step()
         return norm
 
-    def train_step(self, wav: torch.Tensor) -> Dict[str, float]:
-        """One discriminator and one generator update on a batch of crops ``[B, L]``."""
+    def train_step(self, wav: Union[torch.Tensor, Sequence[torch.Tensor]]) -> Dict[str, float]:
+        """One discriminator and one generator update on a batch of crops ``[B, L]`` (or a list of one batch, as the
+        engine's loop gives it)."""
         w = self.config.losses
+        wav = wav[0] if isinstance(wav, (list, tuple)) else wav
         wav = wav.to(self.acc.device).unsqueeze(1)
         n_q, bandwidth = self._choices()
         adversarial = self.step >= self.config.reconstruction_only_steps
@@ -228,73 +215,22 @@ class CodecTrainer:
         self.sched_g.step()
         if adversarial:
             self.sched_d.step()
-        self.step += 1
-        self.nonfinite = self.nonfinite + 1 if skipped else 0
-        if self.nonfinite > self.config.max_nonfinite:
-            raise NonFiniteLossError(f"non-finite losses in {self.nonfinite} steps in a row at step {self.step}; "
-                                     f"weights were not updated by them. Resume from the last checkpoint with a "
-                                     f"lower learning rate.")
+        self.finish_step(skipped)
         logs["skipped"] = float(skipped)
         logs["lr"] = self.sched_g.get_last_lr()[0]
         return logs
 
-    # The loop ---------------------------------------------------------------------------------------------------
-
-    def batches(self) -> Iterator[torch.Tensor]:
-        return endless(self.loader, self.sampler)
-
-    def train(self, max_steps: Optional[int] = None, stop_after: Optional[int] = None) -> None:
-        """Train until ``max_steps`` (default: the config's); ``stop_after`` ends the call after that many steps (for
-        time-boxed runs), with a checkpoint."""
-        from tqdm import tqdm
-
-        max_steps = max_steps or self.config.max_steps
-        end = min(max_steps, self.step + stop_after) if stop_after else max_steps
-        bar = tqdm(total=max_steps, initial=self.step, disable=not self.acc.is_main_process, desc="codec",
-                   unit="step", dynamic_ncols=True)
-        last, window, audio_seconds = time.perf_counter(), [], 0.0
-        for wav in self.batches():
-            if self.step >= end:
-                break
-            logs = self.train_step(wav)
-            audio_seconds += wav.numel() / self.config.codec.sample_rate * self.acc.num_processes
-            window.append(logs)
-            bar.update(1)
-            if self.step % self.config.log_every == 0:
-                now = time.perf_counter()
-                mean = {k: sum(d.get(k, 0.0) for d in window) / len(window) for k in window[-1]}
-                mean["audio_seconds_per_second"] = audio_seconds / (now - last)
-                self.log({f"train/{k}": v for k, v in mean.items()})
-                bar.set_postfix(mel=f"{mean['mel']:.3f}", loss_g=f"{mean['loss_g']:.2f}")
-                last, window, audio_seconds = now, [], 0.0
-            if self.valid_cuts is not None and self.step % self.config.validate_every == 0:
-                self.validate()
-            if self.step % self.config.checkpoint_every == 0:
-                self.save_checkpoint()
-        bar.close()
-        if self.step % self.config.checkpoint_every:
-            self.save_checkpoint()
+    def amount(self, wav: torch.Tensor) -> float:
+        return wav.numel() / self.config.codec.sample_rate
 
     # Checkpoints ------------------------------------------------------------------------------------------------
 
-    def save_checkpoint(self) -> Path:
-        state = {"step": self.step, "nonfinite": self.nonfinite, "sampler": self.sampler.state_dict(),
-                 "sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict()}
-        return self.store.save(self.step, state)
+    def extra_state(self) -> dict:
+        return {"sched_g": self.sched_g.state_dict(), "sched_d": self.sched_d.state_dict()}
 
-    def checkpoints(self) -> List[Path]:
-        return self.store.list()
-
-    def resume(self, checkpoint: Optional[os.PathLike] = None) -> bool:
-        """Load ``checkpoint`` (default: the latest complete one); False when there is none."""
-        state = self.store.load(checkpoint)
-        if state is None:
-            return False
-        self.step, self.nonfinite = state["step"], state["nonfinite"]
-        self.sampler.load_state_dict(sampler_state(state["sampler"]))
+    def load_extra_state(self, state: dict) -> None:
         self.sched_g.load_state_dict(state["sched_g"])
         self.sched_d.load_state_dict(state["sched_d"])
-        return True
 
     def export(self, directory: Optional[os.PathLike] = None, dtype: Optional[torch.dtype] = None,
                discriminators: bool = False) -> Path:

@@ -1,9 +1,11 @@
-"""The one training loop of the token models (VALL-E AR and NAR; MobileSpeech), with Accelerate.
+"""The token-model trainer (VALL-E AR and NAR; MobileSpeech, any registered model) on the training engine
+(``toolkit.engine.Trainer``).
 
-Each model provides its losses on a ``TokenBatch`` (a dict of ``StageOutput``); the loop sums them and owns everything
-else: duration-bucketed batches per rank, gradient accumulation, clipping, AdamW with warm-up and cosine decay,
-autocast, a non-finite-loss guard agreed by all ranks, logging (tqdm, Accelerate trackers), validation, atomic
-checkpoints with exact resume (model, optimizer, scheduler, sampler, RNG, step) and release export.
+Each model provides its losses on a ``TokenBatch`` (a dict of ``StageOutput``); the trainer sums them, and with the
+engine owns everything else: duration-bucketed batches per rank, gradient accumulation, clipping, AdamW with warm-up
+and cosine decay, autocast, a non-finite-loss guard agreed by all ranks, logging (tqdm, Accelerate trackers,
+``metrics.jsonl``), validation, atomic checkpoints with exact resume (model, optimizer, scheduler, sampler, RNG, step)
+and release export.
 """
 
 from __future__ import annotations
@@ -11,17 +13,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 from torch import nn
 
-from toolkit.runs import (LOOP_FIELDS, CheckpointStore, NonFiniteLossError, agree_finite, check_fields, endless, flat,
-                        read_yaml, sampler_state, tuples, unknown_keys, warmup_cosine)
+from toolkit.engine import Trainer, add_run_arguments, start_run
+from toolkit.runs import (LOOP_FIELDS, NonFiniteLossError, agree_finite, check_fields, read_yaml, tuples,
+                          unknown_keys, warmup_cosine)
 from tts.data.dataset import TokenBatch, TokenDataset, cut_codes, make_sampler
 from tts.models.base import TokenModel
 from tts.models.registry import model_class
@@ -140,7 +142,7 @@ def load_token_train_config(path: os.PathLike, num_symbols: int, num_codebooks: 
     return TokenTrainConfig(model_type=model_type, model=config, **{k: tuples(v) for k, v in train.items()})
 
 
-class TokenTrainer:
+class TokenTrainer(Trainer):
     """Args:
         config: the run's ``TokenTrainConfig``.
         train_cuts, valid_cuts: tokenized Lhotse cuts (``cut.codes``, ``supervision.custom["phonemes"]``).
@@ -149,19 +151,19 @@ class TokenTrainer:
         codec: what the data was tokenized with (recorded in the release).
     """
 
+    throughput_key = "frames_per_second"
+
     def __init__(self, config: TokenTrainConfig, train_cuts, symbols: SymbolTable, out_dir: os.PathLike,
                  valid_cuts=None, codec: str = "bundled", accelerator=None, log_with: Optional[str] = None,
                  tracker_kwargs: Optional[dict] = None):
-        from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, set_seed
+        from accelerate.utils import DistributedDataParallelKwargs
 
-        self.config, self.symbols, self.codec = config, symbols, codec
-        self.out = Path(out_dir)
+        self.symbols, self.codec = symbols, codec
         self.kind = model_class(config.model_type)
+        self.progress_keys = self.kind.progress_keys
+        self.accumulation = config.grad_accumulation
         ddp = DistributedDataParallelKwargs(find_unused_parameters=self.kind.unused_parameters(config.stages))
-        self.acc = accelerator or Accelerator(mixed_precision=config.mixed_precision, log_with=log_with,
-                                              project_dir=str(self.out), kwargs_handlers=[ddp])
-        set_seed(config.seed)
+        super().__init__(config, out_dir, config.model_type, accelerator, log_with, tracker_kwargs, [ddp])
         model = build_model(config)
         # Weight decay on linear weights only: not on embeddings, norms (AdaLN tables included) or biases.
         linear = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
@@ -185,17 +187,9 @@ class TokenTrainer:
                                                   generator=torch.Generator().manual_seed(config.seed))
         self.valid_cuts = valid_cuts
         self.model, self.optimizer = self.acc.prepare(model, self.optimizer)
-        self.step = 0
-        self.nonfinite = 0
-        self.store = CheckpointStore(self.acc, self.out, config.keep_checkpoints)
         if self.acc.is_main_process:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
             symbols.save(self.out / "symbols.json")
             (self.out / "codec.json").write_text(json.dumps({"codec": codec}) + "\n")
-        if log_with:
-            self.acc.init_trackers(config.model_type, config=flat(config.to_dict()),
-                                   init_kwargs=tracker_kwargs or {})
 
     @property
     def unwrapped(self) -> nn.Module:
@@ -240,52 +234,13 @@ class TokenTrainer:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
-        self.step += 1
-        self.nonfinite = self.nonfinite + 1 if skipped else 0
-        if self.nonfinite > self.config.max_nonfinite:
-            raise NonFiniteLossError(f"non-finite losses in {self.nonfinite} steps in a row at step {self.step}; "
-                                     f"weights were not updated by them. Resume from the last checkpoint with a "
-                                     f"lower learning rate.")
+        self.finish_step(skipped)
         logs["skipped"] = float(skipped)
         logs["lr"] = self.scheduler.get_last_lr()[0]
         return logs
 
-    # The loop ---------------------------------------------------------------------------------------------------
-
-    def batches(self) -> Iterator[TokenBatch]:
-        return endless(self.loader, self.sampler)
-
-    def train(self, max_steps: Optional[int] = None, stop_after: Optional[int] = None) -> None:
-        """Train until ``max_steps`` (default: the config's); ``stop_after`` ends the call after that many steps,
-        with a checkpoint."""
-        from tqdm import tqdm
-
-        max_steps = max_steps or self.config.max_steps
-        end = min(max_steps, self.step + stop_after) if stop_after else max_steps
-        bar = tqdm(total=max_steps, initial=self.step, disable=not self.acc.is_main_process,
-                   desc=self.config.model_type, unit="step", dynamic_ncols=True)
-        stream = self.batches()
-        last, window, frames = time.perf_counter(), [], 0
-        while self.step < end:
-            group = [next(stream) for _ in range(self.config.grad_accumulation)]
-            logs = self.train_step(group)
-            frames += sum(int(b.code_lens.sum()) for b in group)
-            window.append(logs)
-            bar.update(1)
-            if self.step % self.config.log_every == 0:
-                now = time.perf_counter()
-                mean = {k: sum(d.get(k, 0.0) for d in window) / len(window) for k in window[-1]}
-                mean["frames_per_second"] = frames * self.acc.num_processes / (now - last)
-                self.acc.log({f"train/{k}": v for k, v in mean.items()}, step=self.step)
-                bar.set_postfix({k: f"{mean[k]:.3f}" for k in self.kind.progress_keys if k in mean})
-                last, window, frames = now, [], 0
-            if self.valid_cuts is not None and self.step % self.config.validate_every == 0:
-                self.validate()
-            if self.step % self.config.checkpoint_every == 0:
-                self.save_checkpoint()
-        bar.close()
-        if self.step % self.config.checkpoint_every:
-            self.save_checkpoint()
+    def amount(self, batch: TokenBatch) -> float:
+        return float(batch.code_lens.sum())
 
     @torch.no_grad()
     def validate(self, cuts=None) -> Dict[str, float]:
@@ -315,25 +270,16 @@ class TokenTrainer:
                 if tokens:
                     results[f"valid/{name}_{key}"] = totals[f"{name}_{key}"] / tokens
         model.train(was_training)
-        self.acc.log(results, step=self.step)
+        self.log(results)
         return results
 
     # Checkpoints ------------------------------------------------------------------------------------------------
 
-    def save_checkpoint(self) -> Path:
-        state = {"step": self.step, "nonfinite": self.nonfinite, "sampler": self.sampler.state_dict(),
-                 "scheduler": self.scheduler.state_dict()}
-        return self.store.save(self.step, state)
+    def extra_state(self) -> dict:
+        return {"scheduler": self.scheduler.state_dict()}
 
-    def resume(self, checkpoint: Optional[os.PathLike] = None) -> bool:
-        """Load ``checkpoint`` (default: the latest complete one); False when there is none."""
-        state = self.store.load(checkpoint)
-        if state is None:
-            return False
-        self.step, self.nonfinite = state["step"], state["nonfinite"]
-        self.sampler.load_state_dict(sampler_state(state["sampler"]))
+    def load_extra_state(self, state: dict) -> None:
         self.scheduler.load_state_dict(state["scheduler"])
-        return True
 
     def export(self, directory: Optional[os.PathLike] = None, dtype: Optional[torch.dtype] = None,
                copy_codec: bool = False) -> Path:
@@ -366,22 +312,12 @@ def main(description: Optional[str] = None, argv: Optional[Sequence[str]] = None
     from lhotse import CutSet
 
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE", help="config overrides")
-    parser.add_argument("--train-cuts", type=Path, required=True)
-    parser.add_argument("--valid-cuts", type=Path)
+    add_run_arguments(parser)
     parser.add_argument("--symbols", type=Path, help="default: symbols.json beside --train-cuts")
     parser.add_argument("--codec", default="bundled", help="codec release directory, official checkpoint or bundled")
-    parser.add_argument("--out-dir", type=Path, required=True)
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out-dir")
-    parser.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
-    parser.add_argument("--wandb", choices=["online", "offline", "disabled"], default="offline")
-    parser.add_argument("--export-dtype", choices=["float32", "float16"], default="float32")
     parser.add_argument("--copy-codec", action="store_true", help="copy the codec into the release")
-    parser.add_argument("--threads", type=int, help="torch threads per process")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    trackers = start_run(args)
     symbols = SymbolTable.load(args.symbols or args.train_cuts.parent / "symbols.json")
     dims = codec_dimensions(args.codec)
     train_cuts = CutSet.from_file(args.train_cuts)
@@ -391,13 +327,9 @@ def main(description: Optional[str] = None, argv: Optional[Sequence[str]] = None
                          f"{dims['num_codebooks']}: they were tokenized with another codec")
     config = load_token_train_config(args.config, len(symbols), dims["num_codebooks"], dims["codebook_size"],
                                      args.set + [f"train.frame_rate={dims['frame_rate']}"])
-    log_with = None
-    if args.wandb != "disabled":
-        os.environ.setdefault("WANDB_MODE", args.wandb)
-        log_with = "wandb"
     trainer = TokenTrainer(config, train_cuts, symbols, args.out_dir,
                            valid_cuts=CutSet.from_file(args.valid_cuts) if args.valid_cuts else None,
-                           codec=args.codec, log_with=log_with, tracker_kwargs={"wandb": {"dir": str(args.out_dir)}})
+                           codec=args.codec, **trackers)
     if args.resume and trainer.resume():  # a checkpoint that cannot be restored: run_cli's one line
         trainer.acc.print(f"resumed at step {trainer.step}")
     trainer.train(stop_after=args.stop_after)

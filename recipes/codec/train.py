@@ -15,43 +15,27 @@ them); the optimizers start anew with the config's warm-up. With --resume, an ex
 """
 
 import argparse
-import os
-from pathlib import Path
 
 import torch
 from lhotse import CutSet
 
+from toolkit.engine import add_run_arguments, start_run
 from toolkit.runs import run_cli
 from codec.training import CodecTrainer, load_train_config
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE", help="config overrides")
-    parser.add_argument("--train-cuts", type=Path, required=True)
-    parser.add_argument("--valid-cuts", type=Path)
-    parser.add_argument("--out-dir", type=Path, required=True)
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out-dir")
+    add_run_arguments(parser)
     parser.add_argument("--init-from", metavar="RELEASE", help="start from a release directory, 'bundled' or an "
                         "official checkpoint (ignored when --resume finds a checkpoint)")
     parser.add_argument("--export-discriminators", action="store_true",
                         help="write the discriminators beside the exported generator")
-    parser.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
-    parser.add_argument("--wandb", choices=["online", "offline", "disabled"], default="offline")
-    parser.add_argument("--export-dtype", choices=["float32", "float16"], default="float32")
-    parser.add_argument("--threads", type=int, help="torch threads per process")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    trackers = start_run(args)
     config = load_train_config(args.config, args.set)
-    log_with = None
-    if args.wandb != "disabled":
-        os.environ.setdefault("WANDB_MODE", args.wandb)
-        log_with = "wandb"
-    trainer = CodecTrainer(config, CutSet.from_file(args.train_cuts),
-                           args.out_dir, valid_cuts=CutSet.from_file(args.valid_cuts) if args.valid_cuts else None,
-                           log_with=log_with, tracker_kwargs={"wandb": {"dir": str(args.out_dir)}})
+    trainer = CodecTrainer(config, CutSet.from_file(args.train_cuts), args.out_dir,
+                           valid_cuts=CutSet.from_file(args.valid_cuts) if args.valid_cuts else None, **trackers)
     if args.resume and trainer.resume():  # a checkpoint that cannot be restored: run_cli's one line
         trainer.acc.print(f"resumed at step {trainer.step}")
     elif args.init_from:

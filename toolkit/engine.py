@@ -1,0 +1,186 @@
+"""The training engine: what a training run of any model owns, so that each trainer only builds its model and defines
+its step and its validation.
+
+``Trainer`` owns the run directory (``train_config.json``, ``metrics.jsonl``, tracker files), the Accelerator and the
+seed, the step counter, the non-finite guard, the loop with its logging window and progress bar, validation and
+checkpoint cadence, step budgets (``max_steps``, ``stop_after``), and checkpoints with exact resume (Accelerate's state
+plus the step, the guard's count, the sampler's position and whatever ``extra_state`` adds, e.g. schedulers).
+
+A subclass sets ``self.sampler`` and ``self.loader`` and implements:
+
+- ``train_step(batches) -> logs``: one optimizer step over ``accumulation`` batches; it calls
+  ``self.finish_step(skipped)`` once its update is done (or skipped);
+- ``amount(batch) -> float``: how much a batch holds, for the throughput figure (``throughput_key``);
+- ``validate()`` (when it has validation data), ``extra_state()`` / ``load_extra_state(state)``;
+- ``progress_keys``: the logged means shown on the progress bar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Sequence
+
+from toolkit.runs import CheckpointStore, MetricsLog, NonFiniteLossError, endless, flat, sampler_state
+
+
+class Trainer:
+    """Args:
+        config: the run's config dataclass (``to_dict``; fields ``seed``, ``mixed_precision``, ``max_steps``,
+            ``log_every``, ``validate_every``, ``checkpoint_every``, ``keep_checkpoints``, ``max_nonfinite``).
+        out_dir: the run directory.
+        name: the tracker project (and the progress bar's label unless ``label`` is set).
+        accelerator: an ``accelerate.Accelerator``; by default one is made from the config.
+        log_with, tracker_kwargs: Accelerate trackers (e.g. ``"wandb"``).
+        kwargs_handlers: Accelerate kwargs handlers (e.g. DDP settings) for the default accelerator.
+    """
+
+    progress_keys: Sequence[str] = ()
+    throughput_key = "items_per_second"
+    accumulation = 1
+    label: Optional[str] = None
+
+    def __init__(self, config, out_dir: os.PathLike, name: str, accelerator=None, log_with: Optional[str] = None,
+                 tracker_kwargs: Optional[dict] = None, kwargs_handlers: Optional[list] = None):
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.config, self.name = config, name
+        self.out = Path(out_dir)
+        self.acc = accelerator or Accelerator(mixed_precision=config.mixed_precision, log_with=log_with,
+                                              project_dir=str(self.out), kwargs_handlers=kwargs_handlers or [])
+        set_seed(config.seed)
+        self.step = 0
+        self.nonfinite = 0
+        self.valid_cuts = None
+        self.store = CheckpointStore(self.acc, self.out, config.keep_checkpoints)
+        self.metrics = MetricsLog(self.out, enabled=self.acc.is_main_process)
+        if self.acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "train_config.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+        if log_with:
+            self.acc.init_trackers(name, config=flat(config.to_dict()), init_kwargs=tracker_kwargs or {})
+
+    # What a subclass defines --------------------------------------------------------------------------------------
+
+    def train_step(self, batches: List) -> Dict[str, float]:
+        raise NotImplementedError
+
+    def amount(self, batch) -> float:
+        return 1.0
+
+    def validate(self) -> Dict[str, float]:
+        return {}
+
+    def extra_state(self) -> dict:
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
+    # The guard ----------------------------------------------------------------------------------------------------
+
+    def finish_step(self, skipped: bool) -> None:
+        """Count the step; after ``max_nonfinite`` skipped steps in a row, stop the run with a message."""
+        self.step += 1
+        self.nonfinite = self.nonfinite + 1 if skipped else 0
+        if self.nonfinite > self.config.max_nonfinite:
+            raise NonFiniteLossError(f"non-finite losses in {self.nonfinite} steps in a row at step {self.step}; "
+                                     f"weights were not updated by them. Resume from the last checkpoint with a "
+                                     f"lower learning rate.")
+
+    # The loop -----------------------------------------------------------------------------------------------------
+
+    def log(self, values: Dict[str, float]) -> None:
+        """To the trackers and to ``<out>/metrics.jsonl``."""
+        self.acc.log(values, step=self.step)
+        self.metrics.write(values, self.step)
+
+    def batches(self) -> Iterator:
+        return endless(self.loader, self.sampler)
+
+    def train(self, max_steps: Optional[int] = None, stop_after: Optional[int] = None) -> None:
+        """Train until ``max_steps`` (default: the config's); ``stop_after`` ends the call after that many steps (for
+        time-boxed runs), with a checkpoint."""
+        from tqdm import tqdm
+
+        max_steps = max_steps or self.config.max_steps
+        end = min(max_steps, self.step + stop_after) if stop_after else max_steps
+        bar = tqdm(total=max_steps, initial=self.step, disable=not self.acc.is_main_process,
+                   desc=self.label or self.name, unit="step", dynamic_ncols=True)
+        stream = self.batches()
+        last, window, amount = time.perf_counter(), [], 0.0
+        while self.step < end:
+            group = [next(stream) for _ in range(self.accumulation)]
+            logs = self.train_step(group)
+            amount += sum(self.amount(b) for b in group) * self.acc.num_processes
+            window.append(logs)
+            bar.update(1)
+            if self.step % self.config.log_every == 0:
+                now = time.perf_counter()
+                mean = {k: sum(d.get(k, 0.0) for d in window) / len(window) for k in window[-1]}
+                mean[self.throughput_key] = amount / (now - last)
+                self.log({f"train/{k}": v for k, v in mean.items()})
+                bar.set_postfix({k: f"{mean[k]:.3f}" for k in self.progress_keys if k in mean})
+                last, window, amount = now, [], 0.0
+            if self.valid_cuts is not None and self.step % self.config.validate_every == 0:
+                self.validate()
+            if self.step % self.config.checkpoint_every == 0:
+                self.save_checkpoint()
+        bar.close()
+        if self.step % self.config.checkpoint_every:
+            self.save_checkpoint()
+
+    # Checkpoints --------------------------------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        state = {"step": self.step, "nonfinite": self.nonfinite, "sampler": self.sampler.state_dict(),
+                 **self.extra_state()}
+        return self.store.save(self.step, state)
+
+    def checkpoints(self) -> List[Path]:
+        return self.store.list()
+
+    def resume(self, checkpoint: Optional[os.PathLike] = None) -> bool:
+        """Load ``checkpoint`` (default: the latest complete one); False when there is none."""
+        state = self.store.load(checkpoint)
+        if state is None:
+            return False
+        self.step, self.nonfinite = state["step"], state["nonfinite"]
+        self.sampler.load_state_dict(sampler_state(state["sampler"]))
+        self.load_extra_state(state)
+        return True
+
+
+# The recipes' shared options ----------------------------------------------------------------------------------------
+
+def add_run_arguments(parser) -> None:
+    """The options every training recipe takes: config and overrides, data, run directory, resume, step budget,
+    trackers, export precision, threads."""
+    from pathlib import Path
+
+    parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE", help="config overrides")
+    parser.add_argument("--train-cuts", type=Path, required=True)
+    parser.add_argument("--valid-cuts", type=Path)
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out-dir")
+    parser.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
+    parser.add_argument("--wandb", choices=["online", "offline", "disabled"], default="offline")
+    parser.add_argument("--export-dtype", choices=["float32", "float16"], default="float32")
+    parser.add_argument("--threads", type=int, help="torch threads per process")
+
+
+def start_run(args) -> dict:
+    """Apply ``--threads`` and ``--wandb``; the tracker keyword arguments of a trainer (``log_with``,
+    ``tracker_kwargs``)."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.wandb == "disabled":
+        return {"log_with": None, "tracker_kwargs": None}
+    os.environ.setdefault("WANDB_MODE", args.wandb)
+    return {"log_with": "wandb", "tracker_kwargs": {"wandb": {"dir": str(args.out_dir)}}}
