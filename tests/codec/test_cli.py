@@ -91,7 +91,9 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "codec", *args], capture_output=True, text=True)
 
 
-def test_cli_refusals_are_one_line(tmp_path, release):
+def test_cli_refusals_are_one_line(tmp_path, release, capsys):
+    """Every case in-process through ``codec.__main__.main`` (what ``python -m codec`` runs); the first and the bad
+    command line also as real processes, for their exit status and stderr."""
     sf.write(tmp_path / "in.wav", tone(0.2, 24000), 24000)
     np.save(tmp_path / "bad.npy", np.full((8, 5), 5000, dtype=np.int16))
     np.save(tmp_path / "float.npy", np.zeros((8, 5), dtype=np.float32))
@@ -107,11 +109,15 @@ def test_cli_refusals_are_one_line(tmp_path, release):
          "--num-quantizers", "9"),
         ("decode", str(tmp_path / "bad.npy"), str(tmp_path), "--checkpoint", str(release)),
     ]
-    for args in cases:
-        proc = run_cli(*args)
-        assert proc.returncode == 1, (args, proc.stderr)
-        lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+    for index, args in enumerate(cases):
+        if index == 0:
+            proc = run_cli(*args)
+            code, stderr = proc.returncode, proc.stderr
+        else:
+            code, stderr = main(list(args)), capsys.readouterr().err
+        assert code == 1, (args, stderr)
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in stderr, stderr
     assert not (tmp_path / "o.npy").exists() and not (tmp_path / "o.wav").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     proc = run_cli("encode", str(tmp_path / "in.wav"), str(tmp_path / "o.npy"), "--num-quantizers", "x")

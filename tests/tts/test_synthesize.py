@@ -99,7 +99,11 @@ def test_python_api_is_seeded_and_batched(release):
 
 
 @pytest.mark.slow
-def test_bad_inputs_are_refused_in_one_line(release, tmp_path):
+def test_bad_inputs_are_refused_in_one_line(release, tmp_path, capsys, monkeypatch):
+    """Every case in-process through ``tts.cli.main`` (what the ``tts`` entry point runs); the first also as a real
+    process, for its exit status and stderr."""
+    from tts import cli
+
     directory, prompt, transcript = release
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("not audio")
@@ -124,13 +128,18 @@ def test_bad_inputs_are_refused_in_one_line(release, tmp_path):
         "unwritable output": [*base, "--text", "Hello.", "--out", tmp_path / "no" / "such" / "dir.wav"],
         "bad output suffix": [*base, "--text", "Hello.", "--out", tmp_path / "out.txt"],
     }
-    for name, args in cases.items():
+    monkeypatch.chdir(tmp_path)
+    for index, (name, args) in enumerate(cases.items()):
         out = [] if "--out" in args else ["--out", tmp_path / f"{name.replace(' ', '_')}.wav"]
-        result = tts("synthesize", *args, *out, cwd=tmp_path)
-        lines = [line for line in result.stderr.splitlines() if line.strip()]
-        assert result.returncode == 1, (name, result.returncode, result.stderr)
-        assert len(lines) == 1 and lines[0].startswith("tts: error:") and "Traceback" not in result.stderr, (
-            name, result.stderr)
+        if index == 0:
+            result = tts("synthesize", *args, *out, cwd=tmp_path)
+            code, stderr = result.returncode, result.stderr
+        else:
+            code = cli.main(["synthesize", *map(str, args), *map(str, out)])
+            stderr = capsys.readouterr().err
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert code == 1, (name, code, stderr)
+        assert len(lines) == 1 and lines[0].startswith("tts: error:") and "Traceback" not in stderr, (name, stderr)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty_dir", "notes.wav", "short.wav", "silent.wav"]
 
 
