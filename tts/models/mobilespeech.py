@@ -44,9 +44,13 @@ class MobileSpeechConfig:
     num_symbols: int
     num_codebooks: int = 8
     codebook_size: int = 1024
-    text: TransformerConfig = field(default_factory=lambda: TransformerConfig(512, 8, 6, 2048, 0.1))
-    prompt: TransformerConfig = field(default_factory=lambda: TransformerConfig(512, 8, 4, 2048, 0.1))
-    decoder: TransformerConfig = field(default_factory=lambda: TransformerConfig(512, 8, 12, 2048, 0.1, 8, True))
+    text: TransformerConfig = field(
+        default_factory=lambda: TransformerConfig(dim=512, heads=8, layers=6, ffn_dim=2048))
+    prompt: TransformerConfig = field(
+        default_factory=lambda: TransformerConfig(dim=512, heads=8, layers=4, ffn_dim=2048))
+    decoder: TransformerConfig = field(
+        default_factory=lambda: TransformerConfig(dim=512, heads=8, layers=12, ffn_dim=2048, num_conditions=8,
+                                                  cross_attention=True))
     duration_kernel: int = 3
     duration_layers: int = 2
     layer_decay: float = 0.7
@@ -58,18 +62,24 @@ class MobileSpeechConfig:
     @classmethod
     def paper(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 1024) -> "MobileSpeechConfig":
         """Paper scale (the paper publishes no sizes; ~100M parameters, below its ~400M bound for phones)."""
-        return cls(num_symbols, num_codebooks, codebook_size)
+        return cls(num_symbols=num_symbols, num_codebooks=num_codebooks, codebook_size=codebook_size)
 
     @classmethod
     def mini(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 1024) -> "MobileSpeechConfig":
-        return cls(num_symbols, num_codebooks, codebook_size, TransformerConfig(256, 4, 4, 1024, 0.1),
-                   TransformerConfig(256, 4, 2, 1024, 0.1), TransformerConfig(256, 4, 6, 1024, 0.1, num_codebooks,
-                                                                              True), aligner_dim=128)
+        return cls(num_symbols=num_symbols, num_codebooks=num_codebooks, codebook_size=codebook_size,
+                   text=TransformerConfig(dim=256, heads=4, layers=4, ffn_dim=1024),
+                   prompt=TransformerConfig(dim=256, heads=4, layers=2, ffn_dim=1024),
+                   decoder=TransformerConfig(dim=256, heads=4, layers=6, ffn_dim=1024, num_conditions=num_codebooks,
+                                             cross_attention=True),
+                   aligner_dim=128)
 
     @classmethod
     def tiny(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 64) -> "MobileSpeechConfig":
-        return cls(num_symbols, num_codebooks, codebook_size, TransformerConfig(64, 4, 2, 128, 0.0),
-                   TransformerConfig(64, 4, 1, 128, 0.0), TransformerConfig(64, 4, 2, 128, 0.0, num_codebooks, True),
+        return cls(num_symbols=num_symbols, num_codebooks=num_codebooks, codebook_size=codebook_size,
+                   text=TransformerConfig(dim=64, heads=4, layers=2, ffn_dim=128, dropout=0.0),
+                   prompt=TransformerConfig(dim=64, heads=4, layers=1, ffn_dim=128, dropout=0.0),
+                   decoder=TransformerConfig(dim=64, heads=4, layers=2, ffn_dim=128, dropout=0.0,
+                                             num_conditions=num_codebooks, cross_attention=True),
                    aligner_dim=64)
 
     def to_dict(self) -> dict:

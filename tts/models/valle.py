@@ -35,15 +35,18 @@ class ValleConfig:
     @classmethod
     def paper(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 1024) -> "ValleConfig":
         """12 layers, 16 heads, d = 1024, FFN 4096, dropout 0.1 (the paper's, per stage)."""
-        return cls(num_symbols, num_codebooks, codebook_size, TransformerConfig())
+        return cls(num_symbols=num_symbols, num_codebooks=num_codebooks, codebook_size=codebook_size,
+                   transformer=TransformerConfig())
 
     @classmethod
     def mini(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 1024) -> "ValleConfig":
-        return cls(num_symbols, num_codebooks, codebook_size, TransformerConfig(256, 4, 6, 1024, 0.1))
+        return cls(num_symbols=num_symbols, num_codebooks=num_codebooks, codebook_size=codebook_size,
+                   transformer=TransformerConfig(dim=256, heads=4, layers=6, ffn_dim=1024, dropout=0.1))
 
     @classmethod
     def tiny(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 64) -> "ValleConfig":
-        return cls(num_symbols, num_codebooks, codebook_size, TransformerConfig(64, 4, 2, 128, 0.0))
+        return cls(num_symbols=num_symbols, num_codebooks=num_codebooks, codebook_size=codebook_size,
+                   transformer=TransformerConfig(dim=64, heads=4, layers=2, ffn_dim=128, dropout=0.0))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
