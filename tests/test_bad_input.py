@@ -469,3 +469,21 @@ def test_training_data_that_fills_no_batch_is_refused():
     assert [next(stream) for _ in range(3)] == ["a", "b", "a"]
     with pytest.raises(ValueError, match="fills no batch"):
         next(endless([], Sampler()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("text, named", [("eval:\n  clip: x\n", "eval.clip"),
+                                         ("evaluation: {}\n", "'evaluation'"),
+                                         ("token_models:\n  valle:\n    max_step: 3\n", "token_models.valle.max_step")])
+def test_ablation_config_keys_are_checked(tmp_path, text, named):
+    """The ablation recipe refuses a config key it does not read, naming it, before any stage runs."""
+    import subprocess
+    import sys
+
+    (tmp_path / "c.yaml").write_text(text)
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, str(root / "recipes" / "ablation" / "run.py"), "--config",
+                           str(tmp_path / "c.yaml"), "--out-dir", str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1 and named in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert not (tmp_path / "out").exists()

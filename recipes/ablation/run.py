@@ -35,13 +35,12 @@ from pathlib import Path
 from typing import Dict
 
 import torch
-import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from codec import load_codec  # noqa: E402
-from toolkit.runs import run_cli  # noqa: E402
+from toolkit.runs import read_yaml, run_cli  # noqa: E402
 from codec.training import CodecTrainer, load_train_config  # noqa: E402
 from tts import evaluation  # noqa: E402
 from recipes.ablation.report import codec_scores, plot_results, report  # noqa: E402
@@ -263,16 +262,51 @@ def flat_diff(a, b, prefix: str = "") -> set:
     return set() if a == b else {prefix.rstrip(".")}
 
 
+TRAINING_KEYS = {"config", "max_steps", "steps", "set", "resume_from"}
+CONFIG_KEYS = {  # section -> its keys (None: a value, not a section)
+    "corpus": {"folder", "sentences", "size"},
+    "codec": TRAINING_KEYS,
+    "token_models": {"valle", "mobilespeech"},
+    "eval": {"clips", "codec_clips", "tts_targets", "dnsmos", "asr_model", "speaker_model"},
+    "reuse": None,
+    "discussion": None,
+}
+
+
+def check_config(config: dict, path: Path) -> None:
+    """Every section and key of an ablation config is one this recipe reads; else a ``ValueError`` naming it."""
+    for section, value in config.items():
+        if section not in CONFIG_KEYS:
+            raise ValueError(f"{path}: unknown section {section!r} (known: {', '.join(CONFIG_KEYS)})")
+        keys = CONFIG_KEYS[section]
+        if keys is None:
+            continue
+        if not isinstance(value, dict):
+            raise ValueError(f"{path}: {section} must be a mapping, got {value!r}")
+        for key, inner in value.items():
+            if key not in keys:
+                raise ValueError(f"{path}: unknown key {section}.{key} (known: {', '.join(sorted(keys))})")
+            if section == "token_models":
+                if not isinstance(inner, dict):
+                    raise ValueError(f"{path}: {section}.{key} must be a mapping, got {inner!r}")
+                extra = sorted(set(inner) - TRAINING_KEYS)
+                if extra:
+                    raise ValueError(f"{path}: unknown key {section}.{key}.{extra[0]} (known: "
+                                     f"{', '.join(sorted(TRAINING_KEYS))})")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, required=True)
+    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="config overrides")
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--stages", nargs="*", help="run only these stages")
     parser.add_argument("--force", nargs="*", default=[], help="rerun these stages even if done")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    config = yaml.safe_load(args.config.read_text())
+    config = read_yaml(args.config, args.set)
+    check_config(config, args.config)
     config["_path"] = str(args.config)
     ablation = Ablation(config, args.out_dir, args.force)
     unknown = set(args.stages or ()) - set(ablation.stages())
