@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
+from toolkit.config import build
+
 
 @dataclass(frozen=True)
 class EncoderConfig:
@@ -167,22 +169,6 @@ class CodecConfig:
     def from_dict(cls, data: dict) -> "CodecConfig":
         """Build from ``to_dict`` output; unknown fields are an error so a foreign file is not half-read."""
         try:
-            enc = _build(EncoderConfig, data.get("encoder", {}))
-            qnt = _build(QuantizerConfig, data.get("quantizer", {}))
-            dec_data = dict(data.get("decoder", {}))
-            attention = dec_data.pop("attention", {}) if "attention" in dec_data else {}
-            att = None if attention is None else _build(AttentionConfig, attention)
-            dec = _build(DecoderConfig, {**dec_data, "attention": att})
-            rest = {k: v for k, v in data.items() if k not in ("encoder", "quantizer", "decoder")}
-            return _build(cls, {**rest, "encoder": enc, "quantizer": qnt, "decoder": dec})
-        except TypeError as err:
+            return build(cls, data)
+        except TypeError as err:  # a value of the wrong type deep in a nested config
             raise ValueError(f"invalid codec config: {err}") from None
-
-
-def _build(kind: type, values: dict) -> Any:
-    names = {f.name for f in dataclasses.fields(kind)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise TypeError(f"{kind.__name__} has no field(s) {', '.join(unknown)}")
-    tuples = {f.name for f in dataclasses.fields(kind) if "Tuple" in str(f.type)}
-    return kind(**{k: tuple(v) if k in tuples and isinstance(v, list) else v for k, v in values.items()})

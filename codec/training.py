@@ -21,6 +21,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from toolkit.config import build
 from toolkit.engine import Trainer
 from toolkit.runs import (LOOP_FIELDS, NonFiniteLossError, agree_finite, check_fields,
                           read_yaml, strict_merge, tuples, warmup_cosine)
@@ -412,4 +413,4 @@ def load_train_config(path: os.PathLike, overrides: Optional[List[str]] = None) 
 
 
 def discriminator_config(values: dict) -> DiscriminatorConfig:
-    return DiscriminatorConfig(**{k: tuples(v) for k, v in values.items()})
+    return build(DiscriminatorConfig, values, "discriminators")

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from toolkit.config import build
 from tts.data.dataset import TokenBatch
 from tts.models.aligner import Aligner, AlignerConfig
 from tts.models.base import IGNORE, GenerationRequest, StageOutput, TokenModel, token_metrics
@@ -87,11 +88,7 @@ class MobileSpeechConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "MobileSpeechConfig":
-        data = dict(data)
-        for name in ("text", "prompt", "decoder"):
-            if isinstance(data.get(name), dict):
-                data[name] = TransformerConfig(**data[name])
-        return cls(**data)
+        return build(cls, data)
 
 
 def padding_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:

@@ -17,6 +17,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import nn
 
+from toolkit.config import build
 from tts.models.base import IGNORE, GenerationRequest, StageOutput, TokenModel, token_metrics
 from tts.models.sampling import SamplingConfig, length_limits, next_token
 from tts.modules.transformer import Transformer, TransformerConfig, sinusoidal
@@ -53,13 +54,7 @@ class ValleConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ValleConfig":
-        data = dict(data)
-        transformer = data.pop("transformer", {})
-        known = {f.name for f in dataclasses.fields(cls)} | {f.name for f in dataclasses.fields(TransformerConfig)}
-        unknown = (set(data) | set(transformer)) - known
-        if unknown:
-            raise ValueError(f"unknown VALL-E config field(s): {', '.join(sorted(unknown))}")
-        return cls(**data, transformer=TransformerConfig(**transformer))
+        return build(cls, data)
 
 
 def _lengths_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
