@@ -5,8 +5,11 @@
 - ``toolkit.weights``: safetensors-only, strict (key for key) weight loading.
 - ``toolkit.errors``: ``InputError``, the one-line error for input that cannot be used.
 - ``toolkit.metrics``: speech quality metrics (PESQ, STOI, V/UV F1).
-- ``toolkit.runs``: what every training run shares: checkpoints with manifests and exact resume, learning-rate
-  schedule, non-finite guard, metrics log, YAML configs, and the recipes' exit policy.
+- ``toolkit.engine``: the training engine (``Trainer``: loop, logging, non-finite guard, budgets, checkpoints with
+  exact resume) that the codec and token-model trainers build on, and the training recipes' shared options.
+- ``toolkit.config``: the one strict builder of nested dataclass configs.
+- ``toolkit.runs``: the pieces under the engine: checkpoints with manifests, learning-rate schedule, the ranks'
+  finiteness agreement, metrics log, YAML configs with overrides, and the recipes' exit policy.
 
 The import rules (tested): ``toolkit`` imports neither ``codec`` nor ``tts``; ``codec`` never imports ``tts``; ``tts``
 uses the codec only through what ``codec/__init__.py`` exports.
