@@ -22,9 +22,8 @@ import torch
 from torch import nn
 
 from toolkit.config import build
-from toolkit.engine import Trainer
-from toolkit.runs import (LOOP_FIELDS, NonFiniteLossError, agree_finite, check_fields,
-                          read_yaml, strict_merge, tuples, warmup_cosine)
+from toolkit.engine import RunConfig, Trainer
+from toolkit.runs import (LOOP_FIELDS, NonFiniteLossError, agree_finite, read_yaml, strict_merge, tuples, warmup_cosine)
 
 from .config import CodecConfig
 from .data import AudioCropDataset
@@ -40,43 +39,28 @@ DISCRIMINATORS_CONFIG = "discriminators.json"
 _TRAINING_ONLY = {"decay", "epsilon", "kmeans_iters", "threshold_ema_dead_code", "train_num_quantizers"}
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a codec training run is made of; stored in every checkpoint and in the run directory."""
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig(RunConfig):
+    """Everything a codec training run is made of; stored in every checkpoint and in the run directory. The loop's
+    fields (learning rate, cadences, guard, seed, ...) are ``RunConfig``'s; these are the codec's own."""
 
     codec: CodecConfig = field(default_factory=CodecConfig)
     discriminators: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     losses: LossWeights = field(default_factory=LossWeights)
     batch_size: int = 8
     segment_seconds: float = 1.0
-    learning_rate: float = 2e-4
-    betas: tuple = (0.9, 0.999)
-    weight_decay: float = 0.01
-    max_steps: int = 100_000
     lr_warmup_steps: int = 0
     reconstruction_only_steps: int = 0
     grad_clip: float = 10.0
-    mixed_precision: str = "no"
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    validate_every: int = 1000
     validation_clips: int = 4
-    max_nonfinite: int = 20
-    num_workers: int = 0
-    seed: int = 0
 
-    def __post_init__(self):
-        check_fields(self, CODEC_TRAIN_FIELDS)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    FIELDS = {
+        **LOOP_FIELDS, "batch_size": "positive int", "segment_seconds": "positive number",
+        "lr_warmup_steps": "int >= 0", "reconstruction_only_steps": "int >= 0", "validation_clips": "int >= 0",
+    }
 
 
-CODEC_TRAIN_FIELDS = {
-    **LOOP_FIELDS, "batch_size": "positive int", "segment_seconds": "positive number", "lr_warmup_steps": "int >= 0",
-    "reconstruction_only_steps": "int >= 0", "validation_clips": "int >= 0",
-}
+CODEC_TRAIN_FIELDS = TrainConfig.FIELDS
 
 
 @contextmanager

@@ -17,13 +17,53 @@ A subclass sets ``self.sampler`` and ``self.loader`` and implements:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
-from toolkit.runs import CheckpointStore, MetricsLog, NonFiniteLossError, endless, flat, sampler_state
+from toolkit.runs import LOOP_FIELDS, CheckpointStore, MetricsLog, NonFiniteLossError, check_fields, endless, flat, \
+    sampler_state
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """The fields every training run has (keyword-only; a trainer's config adds its own and may change defaults).
+
+    Attributes:
+        learning_rate, betas, weight_decay: AdamW's.
+        max_steps: length of the learning-rate schedule and default end of training.
+        grad_clip: gradient-norm clip (0: none).
+        mixed_precision: ``no``, ``fp16`` or ``bf16`` (Accelerate's autocast).
+        log_every, checkpoint_every, validate_every: cadences in steps; ``keep_checkpoints``: how many stay.
+        max_nonfinite: skipped (non-finite) steps in a row before the run stops.
+        num_workers: DataLoader workers; seed: every random draw of the run.
+    """
+
+    learning_rate: float = 2e-4
+    betas: tuple = (0.9, 0.999)
+    weight_decay: float = 0.01
+    max_steps: int = 100_000
+    grad_clip: float = 1.0
+    mixed_precision: str = "no"
+    log_every: int = 50
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 3
+    validate_every: int = 1000
+    max_nonfinite: int = 20
+    num_workers: int = 0
+    seed: int = 0
+
+    FIELDS = LOOP_FIELDS  # kinds of the fields, checked when a config is made
+
+    def __post_init__(self):
+        check_fields(self, self.FIELDS)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 class Trainer:

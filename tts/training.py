@@ -21,8 +21,8 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import nn
 
-from toolkit.engine import Trainer, add_run_arguments, start_run
-from toolkit.runs import (LOOP_FIELDS, NonFiniteLossError, agree_finite, check_fields, read_yaml, tuples,
+from toolkit.engine import RunConfig, Trainer, add_run_arguments, start_run
+from toolkit.runs import (LOOP_FIELDS, NonFiniteLossError, agree_finite, read_yaml, tuples,
                           unknown_keys, warmup_cosine)
 from tts.data.dataset import TokenBatch, TokenDataset, cut_codes, make_sampler
 from tts.models.base import TokenModel
@@ -32,8 +32,8 @@ from tts.text import SymbolTable
 __all__ = ["NonFiniteLossError", "TokenTrainConfig", "TokenTrainer", "build_model", "load_token_train_config"]
 
 
-@dataclass(frozen=True)
-class TokenTrainConfig:
+@dataclass(frozen=True, kw_only=True)
+class TokenTrainConfig(RunConfig):
     """A token-model run; stored in ``train_config.json`` of the run directory.
 
     Attributes:
@@ -59,34 +59,19 @@ class TokenTrainConfig:
     frame_rate: int = 75
     learning_rate: float = 5e-4
     betas: tuple = (0.9, 0.95)
-    weight_decay: float = 0.01
-    max_steps: int = 100_000
     warmup_steps: int = 1000
     min_lr_ratio: float = 0.05
     grad_accumulation: int = 1
-    grad_clip: float = 1.0
-    mixed_precision: str = "no"
-    log_every: int = 50
-    checkpoint_every: int = 1000
-    keep_checkpoints: int = 3
-    validate_every: int = 1000
     validation_batches: int = 20
-    max_nonfinite: int = 20
-    num_workers: int = 0
-    seed: int = 0
 
-    def __post_init__(self):
-        check_fields(self, TOKEN_TRAIN_FIELDS)
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+    FIELDS = {
+        **LOOP_FIELDS, "max_duration": "positive number", "num_buckets": "positive int",
+        "prompt_seconds": "number >= 0", "frame_rate": "positive int", "warmup_steps": "int >= 0",
+        "min_lr_ratio": "number in [0, 1]", "grad_accumulation": "positive int", "validation_batches": "int >= 0",
+    }
 
 
-TOKEN_TRAIN_FIELDS = {
-    **LOOP_FIELDS, "max_duration": "positive number", "num_buckets": "positive int", "prompt_seconds": "number >= 0",
-    "frame_rate": "positive int", "warmup_steps": "int >= 0", "min_lr_ratio": "number in [0, 1]",
-    "grad_accumulation": "positive int", "validation_batches": "int >= 0",
-}
+TOKEN_TRAIN_FIELDS = TokenTrainConfig.FIELDS
 
 
 def build_model(config: TokenTrainConfig) -> TokenModel:
