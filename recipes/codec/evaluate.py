@@ -74,10 +74,14 @@ def table(scores: dict, name: str) -> str:
     head += " WER (resynth / original / gap) |" * wer + " speaker similarity |" * extra
     lines = [head, "|" + " --- |" * (head.count("|") - 1)]
     nan = float("nan")
+
+    def cell(value) -> str:  # a metric that was not computed (--no-vuv, a missing package) is a blank, not nan
+        return "" if value is None else f"{value:.3f}"
+
     for k, s in scores.items():
         kbps = k * 10 * 75 / 1000
-        row = (f"| {name} | {k} | {kbps:g} | {s.get('pesq', nan):.3f} | {s.get('stoi', nan):.3f} "
-               f"| {s.get('vuv_f1', nan):.3f} | {s['mel_distance']:.3f} |")
+        row = (f"| {name} | {k} | {kbps:g} | {cell(s.get('pesq'))} | {cell(s.get('stoi'))} "
+               f"| {cell(s.get('vuv_f1'))} | {s['mel_distance']:.3f} |")
         if wer:
             row += f" {s.get('wer', nan):.3f} / {s.get('wer_original', nan):.3f} / {s.get('wer_gap', nan):+.3f} |"
         if extra:
