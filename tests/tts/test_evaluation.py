@@ -57,7 +57,7 @@ def documented(index: int, folder, *extra: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_cli_manifest_writes_json_and_markdown(tmp_path):
+def test_cli_manifest_writes_json_and_markdown(tmp_path, capsys):
     """The documented manifest command (without DNSMOS, the slow part), and a broken manifest."""
     clip = shared_path("speech", "librispeech_1221_1221-135767-0014.wav")
     wav, rate = sf.read(clip, dtype="float32")
@@ -75,12 +75,15 @@ def test_cli_manifest_writes_json_and_markdown(tmp_path):
     assert "wer" in scores["summary"]["ground truth"] and "wer" not in resynthesis
     assert (tmp_path / "table.md").read_text().startswith("| system | items |")
     assert (tmp_path / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # a broken manifest is refused in one line, without output
+    # a broken manifest is refused in one line, without output (in-process: what the entry point runs)
+    from tts import cli
+
     (tmp_path / "bad.jsonl").write_text('{"audio": "x.wav", "bogus": 1}\n')
-    cmd = [sys.executable, "-m", "tts.cli", "evaluate", "--manifest", tmp_path / "bad.jsonl", "--no-dnsmos",
-           "--out", tmp_path / "bad.json"]
-    result = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1 and result.stderr.strip().startswith("tts: error: manifest:"), result.stderr
+    capsys.readouterr()
+    code = cli.main(["evaluate", "--manifest", str(tmp_path / "bad.jsonl"), "--no-dnsmos", "--out",
+                     str(tmp_path / "bad.json")])
+    stderr = capsys.readouterr().err
+    assert code == 1 and stderr.strip().startswith("tts: error: manifest:"), stderr
     assert not (tmp_path / "bad.json").exists()
 
 
@@ -101,7 +104,7 @@ def test_local_huggingface_models_replace_the_defaults(tmp_path):
 
 
 @pytest.mark.slow
-def test_cli_evaluate_with_local_models_and_plot(tmp_path):
+def test_cli_evaluate_with_local_models_and_plot(tmp_path, capsys):
     """The documented single-file command (with DNSMOS), the documented command with local HuggingFace models (tiny
     random ones here), and a model folder that does not exist."""
     (tmp_path / "models").mkdir()
@@ -124,8 +127,11 @@ def test_cli_evaluate_with_local_models_and_plot(tmp_path):
     assert scores["models"]["speaker"] == "models/wavlm-base-plus-sv"
     assert scores["items"][0]["speaker_similarity"] == pytest.approx(1.0, abs=1e-5)
     assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    cmd = [sys.executable, "-m", "tts.cli", "evaluate", "--audio", clip, "--text", "anything", "--no-dnsmos",
-           "--asr-model", tmp_path / "missing", "--out", tmp_path / "t.json"]
-    result = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 1 and "not a HuggingFace model folder" in result.stderr, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "t.json").exists()
+    from tts import cli
+
+    capsys.readouterr()  # what the model set-up printed
+    code = cli.main(["evaluate", "--audio", str(clip), "--text", "anything", "--no-dnsmos", "--asr-model",
+                     str(tmp_path / "missing"), "--out", str(tmp_path / "t.json")])
+    stderr = capsys.readouterr().err
+    assert code == 1 and "not a HuggingFace model folder" in stderr, stderr
+    assert len(stderr.strip().splitlines()) == 1 and not (tmp_path / "t.json").exists()
