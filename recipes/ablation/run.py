@@ -32,7 +32,8 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Dict
+from dataclasses import dataclass, field
+from typing import Dict, Optional
 
 import torch
 
@@ -40,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from codec import load_codec  # noqa: E402
+from toolkit.config import build  # noqa: E402
 from toolkit.runs import read_yaml, run_cli  # noqa: E402
 from codec.training import CodecTrainer, load_train_config  # noqa: E402
 from tts import evaluation  # noqa: E402
@@ -262,37 +264,56 @@ def flat_diff(a, b, prefix: str = "") -> set:
     return set() if a == b else {prefix.rstrip(".")}
 
 
-TRAINING_KEYS = {"config", "max_steps", "steps", "set", "resume_from"}
-CONFIG_KEYS = {  # section -> its keys (None: a value, not a section)
-    "corpus": {"folder", "sentences", "size"},
-    "codec": TRAINING_KEYS,
-    "token_models": {"valle", "mobilespeech"},
-    "eval": {"clips", "codec_clips", "tts_targets", "dnsmos", "asr_model", "speaker_model"},
-    "reuse": None,
-    "discussion": None,
-}
+@dataclass(frozen=True)
+class CorpusSection:
+    folder: Optional[str] = None
+    sentences: Optional[str] = None
+    size: str = "small"
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    config: str = ""
+    max_steps: Optional[int] = None
+    steps: Optional[int] = None
+    set: tuple = ()
+    resume_from: Optional[Dict[str, str]] = None
+
+
+@dataclass(frozen=True)
+class TokenModelsSection:
+    valle: Optional[TrainingSection] = None
+    mobilespeech: Optional[TrainingSection] = None
+
+
+@dataclass(frozen=True)
+class EvalSection:
+    clips: str = "../shared/speech"
+    codec_clips: int = 10
+    tts_targets: int = 10
+    dnsmos: bool = True
+    asr_model: Optional[str] = None
+    speaker_model: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """The schema of an ablation config (the stages read the checked mapping itself, with these defaults)."""
+
+    corpus: CorpusSection = field(default_factory=CorpusSection)
+    codec: TrainingSection = field(default_factory=TrainingSection)
+    token_models: TokenModelsSection = field(default_factory=TokenModelsSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+    reuse: Optional[Dict[str, str]] = None
+    discussion: Optional[str] = None
 
 
 def check_config(config: dict, path: Path) -> None:
     """Every section and key of an ablation config is one this recipe reads; else a ``ValueError`` naming it."""
-    for section, value in config.items():
-        if section not in CONFIG_KEYS:
-            raise ValueError(f"{path}: unknown section {section!r} (known: {', '.join(CONFIG_KEYS)})")
-        keys = CONFIG_KEYS[section]
-        if keys is None:
-            continue
-        if not isinstance(value, dict):
-            raise ValueError(f"{path}: {section} must be a mapping, got {value!r}")
-        for key, inner in value.items():
-            if key not in keys:
-                raise ValueError(f"{path}: unknown key {section}.{key} (known: {', '.join(sorted(keys))})")
-            if section == "token_models":
-                if not isinstance(inner, dict):
-                    raise ValueError(f"{path}: {section}.{key} must be a mapping, got {inner!r}")
-                extra = sorted(set(inner) - TRAINING_KEYS)
-                if extra:
-                    raise ValueError(f"{path}: unknown key {section}.{key}.{extra[0]} (known: "
-                                     f"{', '.join(sorted(TRAINING_KEYS))})")
+    try:
+        build(AblationConfig, config)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"{path}: {err}") from None
 
 
 def main() -> int:
