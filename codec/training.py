@@ -21,9 +21,9 @@ from typing import Dict, Iterator, List, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from toolkit.config import build
+from toolkit.config import build, preset_section, read_run_file
 from toolkit.engine import RunConfig, Trainer
-from toolkit.runs import (LOOP_FIELDS, NonFiniteLossError, agree_finite, read_yaml, strict_merge, tuples, warmup_cosine)
+from toolkit.runs import LOOP_FIELDS, NonFiniteLossError, agree_finite, warmup_cosine
 
 from .config import CodecConfig
 from .data import AudioCropDataset
@@ -59,8 +59,6 @@ class TrainConfig(RunConfig):
         "lr_warmup_steps": "int >= 0", "reconstruction_only_steps": "int >= 0", "validation_clips": "int >= 0",
     }
 
-
-CODEC_TRAIN_FIELDS = TrainConfig.FIELDS
 
 
 @contextmanager
@@ -363,37 +361,26 @@ DISCRIMINATOR_PRESETS = {"release": DiscriminatorConfig.release, "reduced": Disc
 
 
 def load_train_config(path: os.PathLike, overrides: Optional[List[str]] = None) -> TrainConfig:
-    """A YAML run config: presets plus overrides, optionally on top of a ``base:`` file.
+    """A codec run config in the project's YAML layout (``toolkit.config``).
 
-    Keys: ``base`` (a YAML file, relative to this one), ``codec`` (preset name), ``codec_overrides`` (nested fields),
-    ``discriminators`` (preset), ``discriminator_overrides``, ``losses`` (``LossWeights`` fields), ``train``
-    (``TrainConfig`` fields). ``overrides`` are ``section.field=value`` strings (``train.max_steps=1000``,
-    ``codec_overrides.quantizer.kind=rvq``).
+    Sections: ``codec`` (a ``CodecConfig``: ``preset`` and field overrides), ``discriminators`` (likewise),
+    ``losses`` (``LossWeights`` fields) and ``train`` (``TrainConfig``'s own fields). ``overrides`` are ``a.b=value``
+    strings (``train.max_steps=1000``, ``codec.quantizer.kind=rvq``). The earlier layout's ``codec_overrides`` and
+    ``discriminator_overrides`` still load.
     """
-    data = read_yaml(path, overrides)
-    unknown = set(data) - {"codec", "codec_overrides", "discriminators", "discriminator_overrides", "losses", "train"}
-    if unknown:
-        raise ValueError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
-    codec_preset, disc_preset = data.get("codec", "release"), data.get("discriminators", "release")
-    if codec_preset not in CODEC_PRESETS:
-        raise ValueError(f"codec: unknown preset {codec_preset!r} (one of {', '.join(CODEC_PRESETS)})")
-    if disc_preset not in DISCRIMINATOR_PRESETS:
-        raise ValueError(f"discriminators: unknown preset {disc_preset!r} (one of {', '.join(DISCRIMINATOR_PRESETS)})")
-    codec = strict_merge(CODEC_PRESETS[codec_preset]().to_dict(), data.get("codec_overrides", {}), "codec_overrides")
-    discs = strict_merge(dataclasses.asdict(DISCRIMINATOR_PRESETS[disc_preset]()),
-                         data.get("discriminator_overrides", {}), "discriminator_overrides")
-    losses = strict_merge(dataclasses.asdict(LossWeights()), data.get("losses", {}), "losses")
-    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"codec", "discriminators", "losses"}
-    train = data.get("train", {})
-    if not isinstance(train, dict):
-        raise ValueError(f"train must be a mapping, got {train!r}")
-    if set(train) - fields:
-        raise ValueError(f"unknown train field(s): {', '.join(sorted(set(train) - fields))}")
-    try:
-        return TrainConfig(codec=CodecConfig.from_dict(codec), discriminators=discriminator_config(discs),
-                           losses=LossWeights(**losses), **{k: tuples(v) for k, v in train.items()})
-    except TypeError as err:  # a value of the wrong type deep in a nested config
-        raise ValueError(f"{path}: {err}") from None
+    data, train = read_run_file(path, overrides, ("codec", "discriminators", "losses"), _LEGACY_KEYS)
+    if {"codec", "discriminators", "losses"} & set(train):
+        raise ValueError(f"{path}: codec, discriminators and losses are sections of their own, not train fields")
+    return build(TrainConfig, {
+        **train,
+        "codec": build(CodecConfig, preset_section(data["codec"], CODEC_PRESETS, "codec", "release"), "codec"),
+        "discriminators": discriminator_config(
+            preset_section(data["discriminators"], DISCRIMINATOR_PRESETS, "discriminators", "release")),
+        "losses": build(LossWeights, data["losses"], "losses"),
+    }, "train")
+
+
+_LEGACY_KEYS = {"codec_overrides": "codec", "discriminator_overrides": "discriminators"}
 
 
 def discriminator_config(values: dict) -> DiscriminatorConfig:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import shlex
+import subprocess
+import sys
 from pathlib import Path
-from typing import List
+from typing import Dict, List
 
 import pytest
 from lhotse import CutSet
@@ -63,3 +67,41 @@ def tiny_hf_models(folder):
     speaker.save_pretrained(folder / "speaker")
     extractor.save_pretrained(folder / "speaker")
     return folder / "asr", folder / "speaker"
+
+
+def launch_two_ranks(script: Path, out: Path) -> List[Dict]:
+    """Run ``script`` as 2 Accelerate processes on the CPU (DDP over gloo, one thread each) and return what each rank
+    wrote to ``out/rank{i}.json``."""
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ranks = [json.loads((Path(out) / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world"] for r in ranks] == [2, 2]
+    return ranks
+
+
+def accelerate_launch(line: str, cwd: Path, *extra: str) -> subprocess.CompletedProcess:
+    """A documented ``accelerate launch recipes/... ARGS`` line run as one CPU process, with ``extra`` arguments."""
+    args = shlex.split(line)
+    assert args[:2] == ["accelerate", "launch"], line
+    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
+                           str(ROOT / args[2]), *args[3:], *extra], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc
+
+
+def synthesize_documented(line: str, cut, cwd: Path):
+    """A documented ``tts synthesize ... --prompt prompt.wav ... --out X`` line run in ``cwd`` with ``cut``'s audio as
+    ``prompt.wav`` (seed 0); returns ``(audio, rate)`` of what it wrote."""
+    import soundfile as sf
+
+    sf.write(Path(cwd) / "prompt.wav", cut.load_audio()[0], cut.sampling_rate)
+    args = shlex.split(line)
+    assert args[:2] == ["tts", "synthesize"], line
+    proc = subprocess.run([sys.executable, "-m", "tts.cli", *args[1:], "--seed", "0"], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return sf.read(Path(cwd) / args[args.index("--out") + 1])

@@ -234,9 +234,9 @@ def _recipe(tmp_path: Path, case: str):
                    "tiny.yaml", "--train-cuts", tmp_path / "cuts.jsonl.gz", "--out-dir", run, "--wandb", "disabled",
                    "--symbols", ROOT / "tts" / "assets" / "valle-mini" / "symbols.json"]
     cases = {
-        "unknown-key": (tiny + "train: {bogus: 1}\n", codec_train, "unknown train field(s): bogus"),
-        "unknown-nested-key": (tiny + "codec_overrides: {decoder: {dimm: 8}}\n", codec_train,
-                               "codec_overrides.decoder.dimm"),
+        "unknown-key": (tiny + "train: {bogus: 1}\n", codec_train, "no field 'train.bogus'"),
+        "unknown-nested-key": (tiny + "codec: {decoder: {dimm: 8}}\n", codec_train, "codec.decoder.dimm"),
+        "unknown-section": (tiny + "decoder: {dim: 8}\n", codec_train, "unknown section 'decoder'"),
         "invalid-yaml": (tiny + "train: [1, 2\n", codec_train, "is not valid YAML"),
         "checkpoint-every-0": (tiny + "train: {checkpoint_every: 0}\n", codec_train,
                                "train.checkpoint_every must be a positive int"),
@@ -406,7 +406,7 @@ def test_fuzz_codec_train_config_values(field, value):
     """Any value of a train field either loads as a valid config or is refused with a ValueError naming the field."""
     import json
 
-    from codec.training import CODEC_TRAIN_FIELDS, load_train_config
+    from codec.training import TrainConfig, load_train_config
     from toolkit.runs import FIELD_KINDS
 
     override = f"train.{field}={json.dumps(value)}"
@@ -416,7 +416,7 @@ def test_fuzz_codec_train_config_values(field, value):
         assert f"train.{field}" in str(err) or "override" in str(err), str(err)
         return
     loaded = getattr(config, field)
-    kind = CODEC_TRAIN_FIELDS.get(field)
+    kind = TrainConfig.FIELDS.get(field)
     if isinstance(kind, tuple):
         assert loaded in kind
     elif kind is not None:

@@ -46,6 +46,8 @@ CLAIMS = [  # (strings that are all in the block, where it runs)
     (("recipes/ablation/run.py",), "tests/tts/test_ablation.py::test_smoke_run"),
     (("tts synthesize --prompt examples/prompt.wav --text \"Any text.",),
      "tests/test_docs.py::test_synthesis_commands"),
+    (("codec: {preset: mini",), "tests/test_docs.py::test_run_config_examples"),
+    (("model: {type: mobilespeech",), "tests/test_docs.py::test_run_config_examples"),
     (("tts evaluate",), "tests/tts/test_evaluation.py: test_cli_evaluate_with_local_models_and_plot (lines 1, 3), "
                         "test_cli_manifest_writes_json_and_markdown (line 2)"),
 ]
@@ -158,7 +160,7 @@ def test_fine_tuning_commands(tmp_path):
     torch.save({"state_dict": load_file(str(fixture))}, tmp_path / "languagecodec_paper.ckpt")
     codec = LanguageCodec.from_official_checkpoint(tmp_path / "languagecodec_paper.ckpt").config.to_dict()
     (tmp_path / "my_official_arch.yaml").write_text(yaml.safe_dump(
-        {"codec": "official", "codec_overrides": codec, "discriminators": "tiny",
+        {"codec": {"preset": "official", **codec}, "discriminators": "tiny",
          "train": {"batch_size": 2, "segment_seconds": 0.5, "lr_warmup_steps": 1}}))
     official = snippet("bash", "--init-from languagecodec_paper.ckpt").strip()
     run(official + steps, tmp_path)
@@ -184,3 +186,17 @@ def test_bundled_codec_commands(tmp_path):
     assert (tmp_path / "out" / "languagecodec-mini" / "model.safetensors").is_file()
     out = run(evaluate, tmp_path, {"codec/assets": "out", "../shared/speech": "clips --no-vuv"}).stdout
     assert "| languagecodec-mini | 8 | 6 |" in out
+
+
+def test_run_config_examples(tmp_path):
+    """The design page's example run configs load, with the fields they name."""
+    from codec.training import load_train_config
+    from tts.training import load_token_train_config
+
+    (tmp_path / "codec.yaml").write_text(snippet("yaml", "codec: {preset: mini"))
+    (tmp_path / "token.yaml").write_text(snippet("yaml", "model: {type: mobilespeech"))
+    codec = load_train_config(tmp_path / "codec.yaml")
+    assert (codec.codec.quantizer.kind, codec.discriminators, codec.losses.mel, codec.batch_size) == (
+        "rvq", load_train_config(ROOT / "recipes" / "codec" / "configs" / "mini.yaml").discriminators, 45, 8)
+    token = load_token_train_config(tmp_path / "token.yaml", 80, 8, 1024)
+    assert (token.model_type, token.model.decoder.layers, token.max_steps) == ("mobilespeech", 4, 30000)

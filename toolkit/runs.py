@@ -4,7 +4,6 @@
   in a temporary folder renamed when complete; the last N are kept; ``load`` restores both.
 - ``warmup_cosine``: the learning-rate factor of both loops.
 - ``agree_finite``: every rank learns whether any rank saw a non-finite loss, so all skip the same update.
-- YAML run configs: a ``base:`` file plus overrides, and ``section.field=value`` command-line overrides.
 """
 
 from __future__ import annotations
@@ -278,71 +277,3 @@ def flat(d: dict, prefix: str = "") -> dict:
         else:
             out[key] = v if isinstance(v, (int, float, str, bool)) or v is None else str(v)
     return out
-
-
-# Run configs ------------------------------------------------------------------------------------------------------
-
-def read_yaml(path: os.PathLike, overrides: Optional[List[str]] = None) -> dict:
-    """A YAML file on top of its ``base:`` file (relative to it), then ``a.b.c=value`` overrides (YAML values)."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except OSError as err:
-        raise ValueError(f"cannot read config {path}: {err.strerror or err}") from None
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path} is not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a mapping of sections, got {type(data).__name__}")
-    base = data.pop("base", None)
-    if base:
-        data = merge(read_yaml(path.parent / base), data)
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"an override is SECTION.FIELD=VALUE, got {item!r}")
-        node = data
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"override {item!r}: {part} is not a section")
-        try:
-            node[leaf] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            raise ValueError(f"override {item!r}: the value is not valid YAML") from None
-    return data
-
-
-def unknown_keys(base: dict, extra: dict, prefix: str = "") -> List[str]:
-    """Dotted keys of ``extra`` that ``base`` does not have (what a strict ``merge`` would refuse)."""
-    out = []
-    for key, value in extra.items():
-        if key not in base:
-            out.append(f"{prefix}{key}")
-        elif isinstance(value, dict) and isinstance(base[key], dict):
-            out += unknown_keys(base[key], value, f"{prefix}{key}.")
-    return out
-
-
-def strict_merge(base: dict, extra, section: str) -> dict:
-    """``merge`` that refuses keys ``base`` lacks, naming them (``section.key``)."""
-    if not isinstance(extra, dict):
-        raise ValueError(f"{section} must be a mapping, got {extra!r}")
-    unknown = unknown_keys(base, extra)
-    if unknown:
-        raise ValueError(f"unknown key(s) in {section}: {', '.join(f'{section}.{k}' for k in unknown)}")
-    return merge(base, extra)
-
-
-def merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
-def tuples(v):
-    """YAML lists as tuples (the frozen config dataclasses hold tuples)."""
-    return tuple(tuples(x) for x in v) if isinstance(v, list) else v

@@ -10,7 +10,7 @@ and release export.
 
 from __future__ import annotations
 
-import dataclasses
+import functools
 import json
 import os
 from contextlib import nullcontext
@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from toolkit.engine import RunConfig, Trainer, add_run_arguments, start_run
-from toolkit.runs import (LOOP_FIELDS, NonFiniteLossError, agree_finite, read_yaml, tuples,
-                          unknown_keys, warmup_cosine)
+from toolkit.config import build, preset_section, read_run_file
+from toolkit.runs import LOOP_FIELDS, NonFiniteLossError, agree_finite, warmup_cosine
 from tts.data.dataset import TokenBatch, TokenDataset, cut_codes, make_sampler
 from tts.models.base import TokenModel
 from tts.models.registry import model_class
@@ -71,8 +71,6 @@ class TokenTrainConfig(RunConfig):
     }
 
 
-TOKEN_TRAIN_FIELDS = TokenTrainConfig.FIELDS
-
 
 def build_model(config: TokenTrainConfig) -> TokenModel:
     return model_class(config.model_type).build(config.model, config.stages)
@@ -83,48 +81,31 @@ PRESETS = ("paper", "mini", "tiny")
 
 def load_token_train_config(path: os.PathLike, num_symbols: int, num_codebooks: int, codebook_size: int,
                             overrides: Optional[Sequence[str]] = None) -> TokenTrainConfig:
-    """A YAML run config (``base:`` file, then ``section.field=value`` overrides), sized for the data.
+    """A token-model run config in the project's YAML layout (``toolkit.config``), sized for the data.
 
-    Keys: ``model_type``, ``preset`` (``paper``/``mini``/``tiny``), ``model_overrides`` (e.g.
-    ``transformer: {layers: 4}`` for VALL-E, ``decoder: {layers: 4}`` for MobileSpeech), ``train``
-    (``TokenTrainConfig`` fields).
+    Sections: ``model`` (``type``: a registered model, default ``valle``; ``preset``: ``paper``/``mini``/``tiny``;
+    then field overrides, e.g. ``transformer: {layers: 4}`` for VALL-E or ``decoder: {layers: 4}`` for MobileSpeech)
+    and ``train`` (``TokenTrainConfig`` fields). ``overrides`` are ``a.b=value`` strings
+    (``model.transformer.layers=3``). The earlier layout's ``model_type``, ``preset`` and ``model_overrides`` still
+    load.
     """
-    data = read_yaml(path, overrides)
-    unknown = set(data) - {"model_type", "preset", "model_overrides", "train"}
-    if unknown:
-        raise ValueError(f"unknown section(s) in {path}: {', '.join(sorted(unknown))}")
-    model_type = data.get("model_type", "valle")
+    data, train = read_run_file(path, overrides, ("model",), _LEGACY_KEYS)
+    model = dict(data["model"])
+    model_type = model.pop("type", "valle")
     try:
         kind = model_class(model_type)
     except ValueError as err:
-        raise ValueError(f"{path}: {err}") from None
-    preset = data.get("preset", "mini")
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r} in {path} (known: {', '.join(PRESETS)})")
-    model = getattr(kind.config_class, preset)(num_symbols, num_codebooks, codebook_size).to_dict()
-    overrides = data.get("model_overrides", {})
-    if not isinstance(overrides, dict):
-        raise ValueError(f"model_overrides must be a mapping, got {overrides!r}")
-    unknown = unknown_keys(model, overrides)
-    if unknown:
-        raise ValueError(f"unknown key(s) in model_overrides: {', '.join(unknown)}")
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(model.get(key), dict):
-            model[key].update(value)  # a nested transformer config
-        else:
-            model[key] = value
-    if not isinstance(data.get("train", {}), dict):
-        raise ValueError(f"train must be a mapping, got {data['train']!r}")
-    train = dict(data.get("train", {}))
-    fields = {f.name for f in dataclasses.fields(TokenTrainConfig)} - {"model_type", "model"}
-    if set(train) - fields:
-        raise ValueError(f"unknown train field(s): {', '.join(sorted(set(train) - fields))}")
+        raise ValueError(f"{path}: model.type: {err}") from None
+    presets = {name: functools.partial(getattr(kind.config_class, name), num_symbols, num_codebooks, codebook_size)
+               for name in PRESETS}
+    config = build(kind.config_class, preset_section(model, presets, "model", "mini"), "model")
+    if {"model", "model_type"} & set(train):
+        raise ValueError(f"{path}: the model is a section of its own, not a train field")
     train["stages"] = kind.check_stages(train.get("stages", kind.all_stages))
-    try:
-        config = kind.config_class.from_dict(model)
-    except TypeError as err:
-        raise ValueError(f"invalid model config in {path}: {err}") from None
-    return TokenTrainConfig(model_type=model_type, model=config, **{k: tuples(v) for k, v in train.items()})
+    return build(TokenTrainConfig, {**train, "model_type": model_type, "model": config}, "train")
+
+
+_LEGACY_KEYS = {"model_type": "model.type", "preset": "model.preset", "model_overrides": "model"}
 
 
 class TokenTrainer(Trainer):

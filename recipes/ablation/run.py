@@ -42,7 +42,8 @@ sys.path.insert(0, str(ROOT))
 
 from codec import load_codec  # noqa: E402
 from toolkit.config import build  # noqa: E402
-from toolkit.runs import read_yaml, run_cli  # noqa: E402
+from toolkit.config import read_yaml  # noqa: E402
+from toolkit.runs import run_cli  # noqa: E402
 from codec.training import CodecTrainer, load_train_config  # noqa: E402
 from tts import evaluation  # noqa: E402
 from recipes.ablation.report import codec_scores, plot_results, report  # noqa: E402
@@ -140,7 +141,7 @@ class Ablation:
 
     def codec(self, kind: str) -> None:
         c = self.config["codec"]
-        overrides = list(c.get("set", [])) + [f"codec_overrides.quantizer.kind={kind}"] + schedule(c)
+        overrides = list(c.get("set", [])) + [f"codec.quantizer.kind={kind}"] + schedule(c)
         config = load_train_config(c["config"], overrides)
         from lhotse import CutSet
 

@@ -12,7 +12,7 @@ import torch
 from lhotse import CutSet
 
 from tests.support import corpus_data as data
-from tests.support import weights
+from tests.support import accelerate_launch, snippet, synthesize_documented, weights
 from tts.data.dataset import TokenDataset
 from tts.models.base import GenerationRequest
 from tts.models.sampling import SamplingConfig
@@ -73,7 +73,7 @@ def test_config_files(built):
     for name, dim in (("paper", 512), ("mini", 256), ("tiny", 64)):
         config = load_token_train_config(configs / f"{name}.yaml", len(symbols), 8, 1024)
         assert config.model_type == "mobilespeech" and config.stages == ("smd",) and config.model.decoder.dim == dim
-    over = load_token_train_config(configs / "tiny.yaml", len(symbols), 4, 64, ["model_overrides.decoder.layers=3"])
+    over = load_token_train_config(configs / "tiny.yaml", len(symbols), 4, 64, ["model.decoder.layers=3"])
     assert over.model.decoder.layers == 3 and over.model.num_codebooks == 4 and over.model.decoder.num_conditions == 4
     with pytest.raises(ValueError, match="stages"):
         load_token_train_config(configs / "tiny.yaml", len(symbols), 8, 64, ["train.stages=[ar]"])
@@ -126,9 +126,6 @@ def test_training_resumes_exactly_and_the_release_speaks(built, tmp_path):
 def test_documented_commands(built, tmp_path):
     """The MobileSpeech page's commands on the smoke corpus: 3 steps of the tiny config, then synthesis from the
     release with the documented options."""
-    import shlex
-
-    from tests.support import snippet
 
     _, config, _ = built
     cuts, _, codec = data(built)
@@ -137,18 +134,6 @@ def test_documented_commands(built, tmp_path):
     train = (train.replace("recipes/mobilespeech/configs/mini.yaml",
                            str(root / "recipes" / "mobilespeech" / "configs" / "tiny.yaml"))
              .replace("data/mini", str(config.work_dir)).replace("path/to/release", str(codec)))
-    args = shlex.split(train)
-    assert args[:2] == ["accelerate", "launch"]
-    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
-                           str(root / args[2]), *args[3:], "--set", "train.max_steps=3", "--wandb", "disabled"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    cut = next(iter(cuts))
-    sf.write(tmp_path / "prompt.wav", cut.load_audio()[0], cut.sampling_rate)
-    args = shlex.split(synthesize)
-    assert args[:2] == ["tts", "synthesize"]
-    proc = subprocess.run([sys.executable, "-m", "tts.cli", *args[1:], "--seed", "0"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    audio, rate = sf.read(tmp_path / args[args.index("--out") + 1])
+    accelerate_launch(train, tmp_path, "--set", "train.max_steps=3", "--wandb", "disabled")
+    audio, rate = synthesize_documented(synthesize, next(iter(cuts)), tmp_path)
     assert rate == 24000 and audio.size > 0

@@ -4,8 +4,6 @@ non-finite guard, release export and loading, two CPU processes, config files.""
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +13,7 @@ import torch
 from lhotse import CutSet
 
 from tests.support import corpus_data as data
-from tests.support import snippet, weights
+from tests.support import accelerate_launch, launch_two_ranks, snippet, synthesize_documented, weights
 from tts.models.base import GenerationRequest
 from tts.models.sampling import SamplingConfig, length_limits
 from tts.release import ReleaseError, export_runs, load_token_model
@@ -35,10 +33,25 @@ def test_config_files():
     assert (t.layers, t.heads, t.dim, t.ffn_dim, t.dropout) == (12, 16, 1024, 4096, 0.1)
     assert paper.mixed_precision == "bf16" and paper.stages == ("ar", "nar")
     mini = load_token_train_config(CONFIGS / "mini.yaml", 80, 4, 1024, ["train.stages=[ar]",
-                                                                       "model_overrides.transformer.layers=3"])
+                                                                       "model.transformer.layers=3"])
     assert mini.model.num_codebooks == 4 and mini.stages == ("ar",) and mini.model.transformer.layers == 3
-    with pytest.raises(ValueError, match="unknown train field"):
+    with pytest.raises(ValueError, match="no field 'train.lr'"):
         load_token_train_config(CONFIGS / "mini.yaml", 80, 8, 1024, ["train.lr=1"])
+    with pytest.raises(ValueError, match="no field 'model.transformer.layerz'"):
+        load_token_train_config(CONFIGS / "mini.yaml", 80, 8, 1024, ["model.transformer.layerz=1"])
+
+
+def test_config_files_of_the_earlier_layout_still_load(tmp_path):
+    """``model_type``, ``preset`` and ``model_overrides`` at the top (the layout before one config system), in files,
+    ``base:`` chains and ``--set`` overrides, give the same config as today's ``model:`` section."""
+    (tmp_path / "old.yaml").write_text("model_type: mobilespeech\npreset: tiny\ntrain: {max_steps: 9}\n")
+    (tmp_path / "old_child.yaml").write_text("base: old.yaml\nmodel_overrides: {decoder: {layers: 3}}\n")
+    (tmp_path / "new.yaml").write_text("model: {type: mobilespeech, preset: tiny, decoder: {layers: 3}}\n"
+                                       "train: {max_steps: 9}\n")
+    new = load_token_train_config(tmp_path / "new.yaml", 80, 8, 64)
+    assert new.model_type == "mobilespeech" and new.model.decoder.layers == 3 and new.stages == ("smd",)
+    assert load_token_train_config(tmp_path / "old_child.yaml", 80, 8, 64) == new
+    assert load_token_train_config(tmp_path / "old.yaml", 80, 8, 64, ["model_overrides.decoder.layers=3"]) == new
 
 
 @pytest.mark.slow
@@ -50,7 +63,7 @@ def test_overfits_a_few_utterances_and_exports(built, tmp_path):
     few = CutSet.from_cuts(list(cuts.sort_by_duration(ascending=True))[:2])
     config = tiny(symbols, "train.max_steps=1200", "train.warmup_steps=20", "train.learning_rate=0.005",
                   "train.min_lr_ratio=0.1", "train.checkpoint_every=100000",
-                  "model_overrides.transformer.dim=128", "model_overrides.transformer.ffn_dim=512")
+                  "model.transformer.dim=128", "model.transformer.ffn_dim=512")
     trainer = TokenTrainer(config, few, symbols, tmp_path / "run", codec=str(codec))
     first = trainer.validate(few)
     trainer.train()
@@ -160,13 +173,7 @@ batch_ids = [c.id for c in next(iter(trainer.sampler))]
 with open({str(out)!r} + f"/rank{{trainer.acc.process_index}}.json", "w") as f:
     json.dump({{"world": trainer.acc.num_processes, "digest": digest, "batch": batch_ids}}, f)
 """)
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
-    assert [r["world"] for r in ranks] == [2, 2]
+    ranks = launch_two_ranks(script, out)
     assert ranks[0]["digest"] == ranks[1]["digest"]
     assert not set(ranks[0]["batch"]) & set(ranks[1]["batch"])
     checkpoint = out / "checkpoints" / "step-00000003"
@@ -222,7 +229,6 @@ def test_train_your_own_commands(built, tmp_path):
     tiny VALL-E config, and synthesis from the release it exports."""
     import shlex
 
-    import soundfile as sf
 
     root, config, _ = built
     codec = root / "codec"
@@ -238,18 +244,6 @@ def test_train_your_own_commands(built, tmp_path):
     train = (train.replace("recipes/valle/configs/mini.yaml", str(CONFIGS / "tiny.yaml"))
              .replace("data/libritts/cuts_train-clean-100", f"{work}/cuts_train")
              .replace("path/to/release", str(codec)))
-    args = shlex.split(train)
-    assert args[:2] == ["accelerate", "launch"]
-    proc = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "1", "--cpu",
-                           str(ROOT / args[2]), *args[3:], "--set", "train.max_steps=3", "--wandb", "disabled"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    cut = next(iter(data(built)[0]))
-    sf.write(tmp_path / "prompt.wav", cut.load_audio()[0], cut.sampling_rate)
-    args = shlex.split(synthesize)
-    assert args[:2] == ["tts", "synthesize"]
-    proc = subprocess.run([sys.executable, "-m", "tts.cli", *args[1:], "--seed", "0"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    audio, rate = sf.read(tmp_path / "mine.wav")
+    accelerate_launch(train, tmp_path, "--set", "train.max_steps=3", "--wandb", "disabled")
+    audio, rate = synthesize_documented(synthesize, next(iter(data(built)[0])), tmp_path)
     assert rate == 24000 and audio.size > 0
