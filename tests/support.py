@@ -105,3 +105,29 @@ def synthesize_documented(line: str, cut, cwd: Path):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return sf.read(Path(cwd) / args[args.index("--out") + 1])
+
+
+def shortest_speaker_clips(clips: Path, out: Path) -> Path:
+    """A clip folder in the ``../shared/speech`` layout (``manifest.tsv`` and symlinked files) holding only the
+    speaker of the shortest transcribed full utterance that has another clip: zero-shot tests with one target score
+    seconds of audio, not the manifest's first target."""
+    import csv
+
+    with open(Path(clips) / "manifest.tsv", newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        fields, rows = reader.fieldnames, list(reader)
+    count: Dict[str, int] = {}
+    for row in rows:
+        count[row["speaker_id"]] = count.get(row["speaker_id"], 0) + 1
+    targets = [r for r in rows if r["role"] == "full_utterance" and r["transcript"] != "unknown"
+               and count[r["speaker_id"]] > 1]
+    speaker = min(targets, key=lambda r: float(r["duration_s"]))["speaker_id"]
+    keep = [r for r in rows if r["speaker_id"] == speaker]
+    out.mkdir(parents=True, exist_ok=True)
+    for row in keep:
+        (out / row["file"]).symlink_to((Path(clips) / row["file"]).resolve())
+    with open(out / "manifest.tsv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fields, delimiter="\t", quoting=csv.QUOTE_NONE, escapechar="\\")
+        writer.writeheader()
+        writer.writerows(keep)
+    return out

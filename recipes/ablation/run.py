@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Dict, Optional
@@ -88,6 +89,7 @@ class Ablation:
                 marker.write_text("reused\n")
                 continue
             print(f"[ablation] {stage}", flush=True)
+            started = time.perf_counter()
             name, _, kind = stage.partition("_")
             if stage in ("corpus", "data", "eval", "report"):
                 getattr(self, stage)()
@@ -98,6 +100,7 @@ class Ablation:
             else:
                 self.token_model(stage.rsplit("_", 1)[0], stage.rsplit("_", 1)[1])
             marker.write_text("done\n")
+            print(f"[ablation] {stage} took {time.perf_counter() - started:.1f} s", flush=True)
 
     def reuse(self, stage: str, folder: Path) -> None:
         if stage not in ("corpus", "data") and not stage.startswith("tokens_"):
@@ -184,8 +187,11 @@ class Ablation:
     def eval(self) -> None:
         e = self.config["eval"]
         clips = Path(e["clips"])
-        rows = [r for r in read_clips(clips) if r["role"] == "full_utterance" and
-                r["transcript"] != "unknown"][: e.get("codec_clips", 10)]
+        rows = [r for r in read_clips(clips) if r["role"] == "full_utterance" and r["transcript"] != "unknown"]
+        durations = {r["file"]: float(r.get("duration_s") or 0) for r in read_clips(clips)}
+        if e.get("shortest_first"):
+            rows.sort(key=lambda r: durations[r["file"]])
+        rows = rows[: e.get("codec_clips", 10)]
         scorer = evaluation.Scorer(e.get("asr_model"), e.get("speaker_model"), e.get("dnsmos", True)).check()
         results: Dict[str, dict] = {"codec": {}, "entropy": {}, "tts": {}}
         missing = []
@@ -201,7 +207,10 @@ class Ablation:
                 missing.append(f"tokens_{kind}")
                 continue
             results["entropy"][kind] = self.part(f"entropy_{kind}", token_entropy, cuts, codec.codebook_size)
-        jobs = zero_shot_pairs(read_clips(clips))[: e.get("tts_targets", 10)]
+        jobs = zero_shot_pairs(read_clips(clips))
+        if e.get("shortest_first"):
+            jobs.sort(key=lambda job: durations[job["target"]])
+        jobs = jobs[: e.get("tts_targets", 10)]
         truth = [evaluation.Item(audio=str(clips / job["target"]), text=job["text"],
                                  speaker_reference=str(clips / job["prompt"]), system="ground truth") for job in jobs]
         results["tts_reference"] = self.part("tts_ground_truth",
@@ -292,6 +301,7 @@ class EvalSection:
     clips: str = "../shared/speech"
     codec_clips: int = 10
     tts_targets: int = 10
+    shortest_first: bool = False  # take the shortest clips and targets (smoke runs), not the manifest's first
     dnsmos: bool = True
     asr_model: Optional[str] = None
     speaker_model: Optional[str] = None

@@ -59,7 +59,7 @@ def documented(index: int, folder, *extra: str) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_cli_manifest_writes_json_and_markdown(tmp_path, capsys):
     """The documented manifest command (without DNSMOS, the slow part), and a broken manifest."""
-    clip = shared_path("speech", "librispeech_1221_1221-135767-0014.wav")
+    clip = shared_path("speech", "vctk_p273_p273_119.wav")  # 2.4 s: the shortest transcribed clip
     wav, rate = sf.read(clip, dtype="float32")
     sf.write(tmp_path / "quiet.wav", wav * 0.5, rate)
     rows = [{"audio": str(clip), "text": transcripts()[clip.name], "system": "ground truth"},
@@ -111,7 +111,7 @@ def test_cli_evaluate_with_local_models_and_plot(tmp_path, capsys):
     asr, speaker = tiny_hf_models(tmp_path / "models")
     asr = asr.rename(tmp_path / "models" / "hubert-large-ls960-ft")
     speaker = speaker.rename(tmp_path / "models" / "wavlm-base-plus-sv")
-    clip = shared_path("speech", "librispeech_1221_1221-135767-0014.wav")
+    clip = shared_path("speech", "vctk_p273_p273_119.wav")  # 2.4 s: the shortest transcribed clip
     wav, rate = sf.read(clip, dtype="float32")
     sf.write(tmp_path / "hello.wav", wav, rate)
     sf.write(tmp_path / "prompt.wav", wav, rate)

@@ -16,9 +16,6 @@ import json
 import logging
 import random
 import re
-import shutil
-import subprocess
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,8 +25,9 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from toolkit.audio import load_audio
+from toolkit.audio import load_audio, resample
 from toolkit.errors import InputError
+from tts.data.espeak_timing import espeak_speaker_name, synthesize
 
 SAMPLE_RATE = 24000
 AUDIO_SUFFIXES = (".wav", ".flac")
@@ -127,26 +125,20 @@ def espeak_speakers(count: int, seed: int = 0) -> List[Tuple[str, int, int]]:
 
 def synthesize_espeak(sentences: Sequence[str], root: Path, part: str, num_speakers: int,
                       utterances_per_speaker: int, seed: int = 0) -> CorpusReport:
-    """Synthetic multi-speaker speech: each speaker reads its own random sentences with one espeak-ng voice."""
-    espeak = shutil.which("espeak-ng") or shutil.which("espeak")
-    if espeak is None:
-        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
+    """Synthetic multi-speaker speech: each speaker reads its own random sentences with one espeak-ng voice (through
+    the espeak-ng library, sample for sample what its command line writes; ``tts.data.espeak_timing``)."""
     rng = random.Random(seed)
     writer = LibriTTSWriter(root, part)
-    speakers = espeak_speakers(num_speakers, seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "x.wav"
-        for voice, pitch, speed in tqdm(speakers, desc=f"espeak {part}", unit="spk", leave=False):
-            name = f"espeak-{voice.replace('+', '-')}-p{pitch}s{speed}"
-            for text in rng.sample(list(sentences), min(utterances_per_speaker, len(sentences))):
-                subprocess.run([espeak, "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(out), text],
-                               check=True, capture_output=True)
-                try:
-                    wav = load_audio(out, SAMPLE_RATE).numpy()
-                except InputError as err:
-                    writer.report.skipped[f"{name}: {text[:40]}"] = str(err)
-                    continue
-                writer.add(name, text, wav)
+    for voice, pitch, speed in tqdm(espeak_speakers(num_speakers, seed), desc=f"espeak {part}", unit="spk",
+                                    leave=False):
+        name = espeak_speaker_name(voice, pitch, speed)
+        for text in rng.sample(list(sentences), min(utterances_per_speaker, len(sentences))):
+            said = synthesize(text, voice, pitch, speed)
+            if said.audio.size == 0:
+                writer.report.skipped[f"{name}: {text[:40]}"] = "espeak-ng produced no audio"
+                continue
+            # as the command line's 16-bit WAV read back as float32, then resampled (soxr HQ)
+            writer.add(name, text, resample(said.audio.astype(np.float32) / 32768, said.sample_rate, SAMPLE_RATE))
     return writer.close()
 
 
@@ -159,7 +151,8 @@ def read_sentences(path: Path, min_words: int = 3, max_words: int = 30) -> List[
     return [s.strip() for s in lines if min_words <= len(s.split()) <= max_words]
 
 
-MINI_SIZES = {  # folder utterances (max, per speaker), espeak train speakers x utterances, espeak test speakers x utterances
+# folder utterances (max, per speaker), espeak train speakers x utterances, espeak test speakers x utterances
+MINI_SIZES = {
     "smoke": ((12, 3), (2, 3), (2, 2)),
     "small": ((300, 10), (20, 15), (6, 5)),
     "full": ((None, None), (60, 120), (10, 10)),

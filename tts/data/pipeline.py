@@ -24,6 +24,7 @@ from lhotse.features.io import NumpyHdf5Writer
 from tqdm import tqdm
 
 from toolkit.files import atomic_path
+from tts.data.espeak_timing import TimingMismatch, espeak_cut_durations
 from tts.text import SymbolTable, TextError, build_phonemizer, is_phone
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,9 @@ class PipelineConfig:
             the table is built from all parts.
         min_duration, max_duration: seconds; cuts outside are dropped (0.5-14 s as the references).
         chunk_size: cuts per tokenization chunk (the unit of resumption).
+        frame_rate: the codec's frames per second, the unit of stored phoneme durations.
+        min_exact_timing: synthetic espeak-ng utterances get durations (``tts.data.espeak_timing``) when at least
+            this fraction of their phones is timed exactly.
     """
 
     corpus_dir: Path
@@ -51,6 +55,8 @@ class PipelineConfig:
     min_duration: float = 0.5
     max_duration: float = 14.0
     chunk_size: int = 500
+    frame_rate: float = 75.0
+    min_exact_timing: float = 0.8
 
 
 class Pipeline:
@@ -127,7 +133,11 @@ class Pipeline:
         return mirror
 
     def phonemize(self, batch_size: int = 1000) -> SymbolTable:
-        """Phonemes into ``supervision.custom["phonemes"]``; writes ``symbols.json``."""
+        """Phonemes into ``supervision.custom["phonemes"]`` (tokens joined by spaces); writes ``symbols.json``.
+
+        Utterances of synthetic espeak-ng speakers also get their exact phoneme durations: frames per token at
+        ``frame_rate`` in ``custom["durations"]`` (summing to the utterance's frame count) and the fraction of phones
+        timed exactly in ``custom["durations_exact"]``."""
         phonemizer = build_phonemizer(self.config.frontend)
         symbols_path = self.work / "symbols.json"
         for part in self.config.parts:
@@ -144,6 +154,7 @@ class Pipeline:
                         report["skipped"][cut.id] = "nothing pronounceable in the transcript"
                         continue
                     cut.supervisions[0].custom = {**(cut.supervisions[0].custom or {}), "phonemes": " ".join(toks)}
+                    self._time_espeak(cut, toks, report)
                     kept.append(cut)
             self._write_report(part, report)
             _save_cuts(CutSet.from_cuts(kept), self.cuts_path(part, "phon"))
@@ -162,6 +173,20 @@ class Pipeline:
                             f"{' '.join(sorted(unknown))}")
         table.save(symbols_path)
         return table
+
+    def _time_espeak(self, cut, tokens: List[str], report: dict) -> None:
+        """Exact durations for an utterance of a synthetic espeak-ng speaker (nothing for other speakers)."""
+        sup = cut.supervisions[0]
+        counts = report.setdefault("durations", {"timed": 0, "refused": {}})
+        try:
+            timing = espeak_cut_durations(sup.speaker, sup.text, tokens, cut.num_samples, cut.sampling_rate,
+                                          self.config.frame_rate, self.config.min_exact_timing)
+        except TimingMismatch as err:
+            counts["refused"][cut.id] = str(err)
+            return
+        if timing is not None:
+            sup.custom.update(durations=" ".join(map(str, timing.frames)), durations_exact=round(timing.exact, 4))
+            counts["timed"] += 1
 
     def _phonemes(self, part: str):
         for cut in load_manifest_lazy(self.cuts_path(part, "phon")):

@@ -10,8 +10,6 @@ import re
 import unicodedata
 from functools import lru_cache
 
-import inflect
-
 ABBREVIATIONS = {
     "mr": "mister", "mrs": "missus", "ms": "miss", "dr": "doctor", "st": "saint", "prof": "professor",
     "jr": "junior", "sr": "senior", "co": "company", "ltd": "limited", "vs": "versus", "gen": "general",
@@ -26,7 +24,11 @@ TRANSLATE = str.maketrans({"‘": "'", "’": "'", "“": '"', "”": '"', "–"
 
 
 @lru_cache(maxsize=1)
-def _engine() -> inflect.engine:
+def _engine():
+    # Imported on first use: inflect type-checks itself with typeguard, which re-compiles its source on import
+    # (about 4 s on our CPUs), and most texts have no number to spell out.
+    import inflect
+
     return inflect.engine()
 
 
