@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +27,39 @@ def test_length_regulate():
     out = length_regulate(states, durations, 5)
     assert out[0, :, 0].tolist() == [0, 0, 4, 4, 4]
     assert out[1, :, 0].tolist() == [0, 2, 0, 0, 0] and out[1, 2:].abs().sum() == 0
+
+
+@pytest.mark.slow
+def test_stored_durations_drive_the_duration_predictor(built):
+    """Where the data has durations (the smoke corpus's espeak-ng speakers), the batch carries them, they fit the
+    codes, and they, not the aligner's, are the duration predictor's targets; other items keep the aligner's."""
+    import torch.nn.functional as F
+
+    cuts, symbols, _ = data(built)
+    synthetic = [c for c in cuts if c.supervisions[0].speaker.startswith("espeak-")]
+    real = [c for c in cuts if not c.supervisions[0].speaker.startswith("espeak-")]
+    if not real:  # no real clips without ../shared: espeak-ng cuts with their durations taken away stand in
+        real = [copy.deepcopy(c) for c in synthetic[4:8]]
+        for c in real:
+            del c.supervisions[0].custom["durations"]
+    batch = TokenDataset(symbols)[CutSet.from_cuts(synthetic[:4] + real[:4])]
+    known = batch.durations_known
+    assert known.any() and not known.all()  # espeak-ng speakers and real speakers
+    assert torch.equal(batch.durations[known].sum(1), batch.code_lens[known])
+    torch.manual_seed(0)
+    for stored in (True, False):
+        model = MobileSpeech(dataclasses.replace(MobileSpeechConfig.tiny(len(symbols)), stored_durations=stored))
+        model.eval()
+        with torch.no_grad():
+            out = model(batch, generator=torch.Generator().manual_seed(0))
+            aligned = model.aligner.durations(batch.phonemes, batch.phoneme_lens, batch.codes, batch.code_lens)
+            text = model.encode_text(batch.phonemes, batch.phoneme_lens)
+            _, summary, _ = model.encode_prompt(batch.prompt_codes, batch.prompt_lens)
+            predicted = model.durations(text, summary)
+        target = torch.where(known[:, None], batch.durations, aligned) if stored else aligned
+        valid = torch.arange(batch.phonemes.shape[1])[None, :] < batch.phoneme_lens[:, None]
+        expected = F.mse_loss(predicted[valid], torch.log1p(target[valid].float()))
+        assert torch.allclose(out["duration"].loss, expected, atol=1e-6), (stored, out["duration"].loss, expected)
 
 
 @pytest.mark.slow

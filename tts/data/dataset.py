@@ -47,6 +47,9 @@ class TokenBatch:
         prompt_is_prefix: ``[B]`` True when the prompt is the first ``prompt_lens`` frames of the target itself
             (the NAR loss then leaves those frames out), False when it comes from another utterance of the speaker.
         cut_ids, speakers: per item.
+        durations: ``[B, P]`` stored frames per phoneme token (0-padded) where the data has them
+            (``supervision.custom["durations"]``, e.g. exact timings of synthetic espeak-ng speech), with
+            ``durations_known`` ``[B]`` saying which items have them; None when no item has.
     """
 
     phonemes: torch.Tensor
@@ -58,6 +61,8 @@ class TokenBatch:
     prompt_is_prefix: torch.Tensor
     cut_ids: List[str]
     speakers: List[str]
+    durations: Optional[torch.Tensor] = None
+    durations_known: Optional[torch.Tensor] = None
 
     def to(self, device: torch.device) -> "TokenBatch":
         moved = {k: v.to(device) if torch.is_tensor(v) else v for k, v in self.__dict__.items()}
@@ -110,7 +115,13 @@ class TokenDataset(torch.utils.data.Dataset):
         prompt_codes = torch.full((len(prompts), int(prompt_lens.max()), codes.shape[-1]), CODE_PAD, dtype=torch.long)
         for i, p in enumerate(prompts):
             prompt_codes[i, : p.shape[0]] = p
+        durations = [stored_durations(c, len(p), int(n)) for c, p, n in zip(cuts, phonemes, code_lens)]
+        known = torch.tensor([d is not None for d in durations])
         return TokenBatch(
+            durations=torch.nn.utils.rnn.pad_sequence(
+                [d if d is not None else torch.zeros(len(p), dtype=torch.long) for d, p in zip(durations, phonemes)],
+                batch_first=True) if known.any() else None,
+            durations_known=known if known.any() else None,
             phonemes=torch.nn.utils.rnn.pad_sequence(phonemes, batch_first=True, padding_value=self.symbols.pad_id),
             phoneme_lens=torch.tensor([len(p) for p in phonemes]),
             codes=codes.transpose(1, 2).contiguous(), code_lens=code_lens,
@@ -124,6 +135,18 @@ class TokenDataset(torch.utils.data.Dataset):
             return None
         pool = [c for c in self.by_speaker.get(cut.supervisions[0].speaker, []) if c.id != cut.id]
         return rng.choice(pool) if pool else None
+
+
+def stored_durations(cut, num_tokens: int, num_frames: int) -> Optional[torch.Tensor]:
+    """A cut's stored frames per phoneme token, or None when it has none or they do not fit its phonemes and codes
+    (durations from another frontend or frame rate)."""
+    text = (cut.supervisions[0].custom or {}).get("durations")
+    if not text:
+        return None
+    frames = torch.tensor([int(f) for f in text.split(" ")], dtype=torch.long)
+    if len(frames) != num_tokens or int(frames.sum()) != num_frames or bool((frames < 0).any()):
+        return None
+    return frames
 
 
 def make_sampler(cuts: CutSet, max_duration: float, shuffle: bool = True, seed: int = 0, world_size: int = 1,

@@ -105,6 +105,9 @@ class _Library:
         self.lib.espeak_SetParameter(_RATE, int(rate), 0)
         self.lib.espeak_SetParameter(_PITCH, int(pitch), 0)
         self._chunks, self._phones = [], []
+        # Some voices (breathy and Klatt variants) draw noise from libc's rand(), whose state is the process's: seed
+        # it as a fresh process starts (srand(1)), where the command line would be.
+        _libc().srand(1)
         data = text.encode("utf-8")
         error = self.lib.espeak_Synth(data, len(data) + 1, 0, _POS_CHARACTER, 0, _CHARS_AUTO | _PHONEMES | _ENDPAUSE,
                                       None, None)
@@ -139,6 +142,11 @@ def library_path() -> str:
         return str(Path(dlinfo.DLInfo(ctypes.cdll.LoadLibrary(path)).path).resolve())
     except OSError as err:
         raise RuntimeError(f"cannot load the espeak-ng library {path}: {err}") from None
+
+
+@lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(ctypes.util.find_library("c"))
 
 
 @lru_cache(maxsize=1)

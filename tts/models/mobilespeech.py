@@ -3,7 +3,8 @@
 Text encoder -> duration predictor (conditioned on the prompt) and length regulator -> the SMD (speech mask decoder):
 a transformer over [length-regulated text states + summed embeddings of partly masked code layers + layer embedding],
 cross-attending to a prompt encoder over every codebook of the acoustic prompt, with one output head per codec layer.
-Durations come from the built-in aligner (``tts.models.aligner``), trained jointly.
+Durations come from the data where it has them (``TokenBatch.durations``: exact timings of synthetic espeak-ng speech,
+``tts.data.espeak_timing``), and from the built-in aligner (``tts.models.aligner``, trained jointly) elsewhere.
 
 Training draws a layer j per item (weights favouring low layers); layers < j are visible, layer j is masked with a
 cosine schedule (layer 1 is fully masked with probability ``1 - alpha``, the paper's probabilistic mask), layers > j
@@ -40,6 +41,8 @@ class MobileSpeechConfig:
         layer_decay: layer j is drawn with weight ``layer_decay ** (j - 1)`` (favouring low layers).
         alpha: probability that a drawn layer 1 is masked by the cosine schedule instead of fully.
         aligner_dim: width of the aligner's encoders.
+        stored_durations: the length regulator and the duration predictor use the batch's stored durations where
+            it has them, the aligner's elsewhere.
     """
 
     num_symbols: int
@@ -59,6 +62,7 @@ class MobileSpeechConfig:
     aligner_dim: int = 256
     duration_weight: float = 1.0
     aligner_weight: float = 1.0
+    stored_durations: bool = True
 
     @classmethod
     def paper(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 1024) -> "MobileSpeechConfig":
@@ -213,6 +217,9 @@ class MobileSpeech(TokenModel):
         device = codes.device
         alignment = self.aligner(batch.phonemes, batch.phoneme_lens, codes, lens, binarization_weight=0.0)
         durations = alignment.durations  # detached (MAS)
+        if cfg.stored_durations and batch.durations is not None:
+            stored = batch.durations.to(device)
+            durations = torch.where(batch.durations_known.to(device)[:, None], stored, durations)
         text = self.encode_text(batch.phonemes, batch.phoneme_lens)
         memory, summary, memory_mask = self.encode_prompt(batch.prompt_codes, batch.prompt_lens)
         predicted = self.durations(text, summary)
