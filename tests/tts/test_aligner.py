@@ -4,13 +4,15 @@ that falls while a tiny aligner learns a few mini-corpus utterances."""
 from __future__ import annotations
 
 from itertools import combinations
+from pathlib import Path
 
 import pytest
 import torch
 from lhotse import CutSet
 
-from tts.models.aligner import (Aligner, AlignerConfig, beta_binomial_prior, durations_from_path, forward_sum_loss,
-                                monotonic_alignment_search)
+from tts.models.aligner import (Aligner, AlignerConfig, beta_binomial_prior, boundary_error, durations_from_path,
+                                forward_sum_loss, frame_targets, monotonic_alignment_search,
+                                supervised_alignment_loss)
 
 
 def brute_force(values: torch.Tensor) -> torch.Tensor:
@@ -86,3 +88,62 @@ def test_aligner_learns_mini_corpus_utterances(built):
     assert sum(losses[-10:]) / 10 < 0.7 * sum(losses[:10]) / 10, (losses[:3], losses[-3:])
     durations = aligner.durations(batch.phonemes, batch.phoneme_lens, codes, batch.code_lens)
     assert torch.equal(durations.sum(1), batch.code_lens)
+
+
+def test_frame_targets_supervised_loss_and_boundary_error():
+    durations = torch.tensor([[2, 0, 3], [1, 2, 0]])
+    assert frame_targets(durations, 6).tolist() == [[0, 0, 2, 2, 2, -1], [0, 1, 1, -1, -1, -1]]
+    # a soft alignment that puts each frame on its phoneme has a near-zero supervised loss; a shifted one does not
+    target = frame_targets(durations, 5)
+    sharp = torch.full((2, 5, 3), -30.0).scatter(2, target.clamp(min=0)[..., None], 0.0).log_softmax(-1)
+    shifted = sharp.roll(1, dims=2)
+    assert supervised_alignment_loss(sharp, durations) < 1e-6 < 10 < supervised_alignment_loss(shifted, durations)
+    phones = torch.tensor([[True, False, True], [True, True, False]])
+    assert float(boundary_error(durations, durations, phones)) == 0.0
+    later = torch.tensor([[3, 0, 2], [1, 2, 0]])  # the first phone ends a frame late: 1 of 4 phone ends is off by 1
+    assert float(boundary_error(later, durations, phones)) == pytest.approx(0.25)
+
+
+@pytest.mark.slow
+def test_aligner_stage_learns_exact_durations_and_labels_the_rest(built, tmp_path):
+    """The aligner trained on its own with the token-model loop, supervised by the smoke corpus's exact espeak-ng
+    durations: its accuracy on them rises and its boundary error falls; frozen, it labels the cuts without durations
+    (``recipes/aligner/label.py``) with durations that sum to their frames."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.support import corpus_data as data
+    from tts.data.dataset import cut_codes
+    from tts.training import TokenTrainer, load_token_train_config
+
+    cuts, symbols, codec = data(built)
+    root = Path(__file__).resolve().parents[2]
+    config = load_token_train_config(root / "recipes" / "aligner" / "configs" / "tiny.yaml", len(symbols), 8, 64,
+                                     ["train.max_steps=150", "train.checkpoint_every=1000",
+                                      "train.validate_every=1000"])
+    trainer = TokenTrainer(config, cuts, symbols, tmp_path / "run", codec=str(codec))
+    before = trainer.validate(cuts)
+    trainer.train()
+    after = trainer.validate(cuts)
+    # The fixture's codec is untrained (its codes say little about the sound): measured 0.04 -> 0.15 and 8.1 -> 6.7.
+    assert after["valid/align_accuracy"] > 2 * before["valid/align_accuracy"], (before, after)
+    assert after["valid/align_loss"] < 0.9 * before["valid/align_loss"], (before, after)
+    release = trainer.export()
+    manifest = tmp_path / "cuts.jsonl.gz"
+    cuts.to_file(manifest)
+    proc = subprocess.run([sys.executable, str(root / "recipes" / "aligner" / "label.py"), "--release", str(release),
+                           "--cuts", str(manifest), "--out", str(tmp_path / "labelled.jsonl.gz")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["kept_exact"] > 0 and report["phones_compared"] > 0
+    # a real distance in frames, shorter than an utterance (the fixture's codes are too poor for a tighter bound)
+    mean_frames = sum(cut_codes(c).shape[0] for c in cuts) / len(cuts)
+    assert 0 < report["boundary_error_frames"] < mean_frames, report
+    out = CutSet.from_file(tmp_path / "labelled.jsonl.gz")
+    assert len(out) == len(cuts) and report["labelled"] + report["kept_exact"] == len(cuts)
+    for cut in out:
+        sup = cut.supervisions[0]
+        frames = [int(f) for f in sup.custom["durations"].split(" ")]
+        assert len(frames) == len(sup.custom["phonemes"].split(" ")) and sum(frames) == cut_codes(cut).shape[0]

@@ -9,11 +9,17 @@ durations sum to its frame count.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from typing import Dict
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from toolkit.config import build
+from tts.models.base import StageOutput, TokenModel
 
 
 def beta_binomial_prior(num_phonemes: torch.Tensor, num_frames: torch.Tensor, scaling: float = 1.0) -> torch.Tensor:
@@ -182,3 +188,107 @@ class Aligner(nn.Module):
         log_probs = self.soft(phonemes, num_phonemes, codes, num_frames)
         return durations_from_path(monotonic_alignment_search(log_probs, num_phonemes, num_frames))
 
+
+
+def frame_targets(durations: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """The phoneme index of every frame ``[B, T]`` for durations ``[B, N]`` (``-1`` past an item's total)."""
+    ends = durations.cumsum(1)  # [B, N]
+    frames = torch.arange(num_frames, device=durations.device)[None, :].expand(durations.shape[0], -1)
+    index = torch.searchsorted(ends, frames.contiguous(), right=True)
+    return torch.where(frames < ends[:, -1:], index, torch.full_like(index, -1))
+
+
+def supervised_alignment_loss(log_probs: torch.Tensor, durations: torch.Tensor) -> torch.Tensor:
+    """Mean ``-log p`` of each frame's phoneme under known ``durations`` ``[B, N]`` (a phoneme of 0 frames is no
+    frame's target): what pulls the soft alignment to exact boundaries."""
+    target = frame_targets(durations, log_probs.shape[1])
+    valid = target >= 0
+    picked = log_probs.clamp(min=-1e4).gather(2, target.clamp(min=0)[..., None])[..., 0]
+    return -(picked * valid).sum() / valid.sum().clamp(min=1)
+
+
+def boundary_error(predicted: torch.Tensor, exact: torch.Tensor, phones: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference in frames between where the ``phones`` (``[B, N]`` bool) of two duration sets
+    ``[B, N]`` end."""
+    diff = (predicted.cumsum(1) - exact.cumsum(1)).abs().float()
+    return (diff * phones).sum() / phones.sum().clamp(min=1)
+
+
+@dataclass(frozen=True)
+class AlignerModelConfig(AlignerConfig):
+    """The aligner trained as a stage of its own (``AlignerModel``): an ``AlignerConfig`` and how it learns.
+
+    Attributes:
+        supervised_weight: weight of the supervised loss on items with stored (exact) durations; every item also
+            takes the unsupervised forward-sum loss.
+        binarization_weight: weight of the loss pulling the soft alignment towards the hard one.
+    """
+
+    supervised_weight: float = 1.0
+    binarization_weight: float = 0.0
+
+    @classmethod
+    def paper(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 1024) -> "AlignerModelConfig":
+        return cls(num_symbols, num_codebooks, codebook_size, dim=512)
+
+    @classmethod
+    def mini(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 1024) -> "AlignerModelConfig":
+        return cls(num_symbols, num_codebooks, codebook_size)
+
+    @classmethod
+    def tiny(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 64) -> "AlignerModelConfig":
+        return cls(num_symbols, num_codebooks, codebook_size, dim=32, attention_dim=16)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "AlignerModelConfig":
+        return build(cls, data)
+
+
+class AlignerModel(TokenModel):
+    """The aligner as a token model of its own (stage ``align``), trained with the token models' loop: the
+    forward-sum loss on every item, plus the supervised loss where the batch has stored durations (the exact timings
+    of synthetic speech). Frozen, it labels the cuts without durations (``recipes/aligner/label.py``). Its accuracy
+    is the share of frames that its hard alignment gives the phoneme the stored durations give (items with stored
+    durations only). It does not synthesize."""
+
+    name = "aligner"
+    config_class = AlignerModelConfig
+    all_stages = ("align",)
+    progress_keys = ("align_loss", "align_accuracy")
+    synthesizes = False
+
+    def __init__(self, config: AlignerModelConfig):
+        super().__init__()
+        self.config = config
+        self.stages = self.all_stages
+        self.aligner = Aligner(config)
+
+    @classmethod
+    def build(cls, config: AlignerModelConfig, stages=None) -> "AlignerModel":
+        cls.check_stages(cls.all_stages if stages is None else stages)
+        return cls(config)
+
+    def forward(self, batch, generator=None) -> Dict[str, StageOutput]:
+        alignment = self.aligner(batch.phonemes, batch.phoneme_lens, batch.codes, batch.code_lens,
+                                 binarization_weight=self.config.binarization_weight)
+        loss = alignment.loss
+        zero = torch.zeros((), device=loss.device)
+        accuracy = zero
+        if batch.durations is not None:
+            known = batch.durations_known.to(loss.device)
+            stored = batch.durations.to(loss.device)[known]
+            loss = loss + self.config.supervised_weight * supervised_alignment_loss(alignment.log_probs[known],
+                                                                                     stored)
+            with torch.no_grad():
+                target = frame_targets(stored, batch.codes.shape[2])
+                got = frame_targets(alignment.durations[known], batch.codes.shape[2])
+                valid = target >= 0
+                accuracy = ((got == target) & valid).sum().float() / valid.sum().clamp(min=1)
+        frames = int(batch.code_lens.sum())
+        return {"align": StageOutput(loss, accuracy, zero, frames)}
+
+    def generate(self, request):
+        raise ValueError("an aligner release labels durations (recipes/aligner/label.py); it does not synthesize")

@@ -93,6 +93,7 @@ class TokenModel(nn.Module):
         needs_prompt_text: generation reads the prompt's transcript.
         loss_only: outputs that have a loss but no token accuracies.
         progress_keys: training metrics shown on the progress bar.
+        synthesizes: ``generate`` makes speech codes (the synthesizer offers the model).
     """
 
     name: ClassVar[str]
@@ -102,6 +103,7 @@ class TokenModel(nn.Module):
     needs_prompt_text: ClassVar[bool] = False
     loss_only: ClassVar[FrozenSet[str]] = frozenset()
     progress_keys: ClassVar[Tuple[str, ...]] = ()
+    synthesizes: ClassVar[bool] = True
 
     config: object
     stages: Tuple[str, ...]

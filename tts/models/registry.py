@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Dict, Type
 
+from tts.models.aligner import AlignerModel
 from tts.models.base import TokenModel
 from tts.models.mobilespeech import MobileSpeech
 from tts.models.valle import Valle
@@ -14,6 +15,7 @@ from tts.models.valle import Valle
 MODELS: Dict[str, Type[TokenModel]] = {model.name: model for model in (
     Valle,
     MobileSpeech,
+    AlignerModel,
 )}
 
 
