@@ -103,7 +103,8 @@ class CodecTrainer(Trainer):
         super().__init__(config, out_dir, "languagecodec", accelerator, log_with, tracker_kwargs)
         self.model = LanguageCodec(config.codec)
         self.discs = Discriminators(config.discriminators)
-        opt = dict(lr=config.learning_rate, betas=tuple(config.betas), weight_decay=config.weight_decay)
+        opt = dict(lr=config.learning_rate, betas=tuple(config.betas), weight_decay=config.weight_decay,
+                   fused=config.fused_optimizer or None)
         self.opt_g = torch.optim.AdamW(self.model.parameters(), **opt)
         self.opt_d = torch.optim.AdamW(self.discs.parameters(), **opt)
         # Stepped here once per optimizer step (Accelerate would step prepared schedulers once per process).

@@ -216,7 +216,7 @@ LOOP_FIELDS = {
     "learning_rate": "positive number", "weight_decay": "number >= 0", "max_steps": "positive int",
     "grad_clip": "number >= 0", "mixed_precision": ("no", "fp16", "bf16"), "log_every": "positive int",
     "checkpoint_every": "positive int", "keep_checkpoints": "positive int", "validate_every": "positive int",
-    "max_nonfinite": "int >= 0", "num_workers": "int >= 0", "seed": "int >= 0",
+    "max_nonfinite": "int >= 0", "num_workers": "int >= 0", "seed": "int >= 0", "fused_optimizer": (False, True),
 }
 
 

@@ -137,7 +137,8 @@ class TokenTrainer(Trainer):
         no_decay = [p for p in model.parameters() if id(p) not in linear]
         self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                             {"params": no_decay, "weight_decay": 0.0}],
-                                           lr=config.learning_rate, betas=tuple(config.betas))
+                                           lr=config.learning_rate, betas=tuple(config.betas),
+                                           fused=config.fused_optimizer or None)
         # Stepped here once per optimizer step (Accelerate would step a prepared scheduler once per process).
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(config.max_steps, config.warmup_steps, config.min_lr_ratio))
