@@ -67,7 +67,8 @@ class _Library:
 
     espeak-ng keeps state from one utterance to the next (what it says after another utterance can be a few samples
     longer or shorter than in a fresh process, as the command line says it), so each utterance gets a fresh copy:
-    ``synthesize`` loads one, speaks, and unloads it (about 10 ms).
+    ``synthesize`` loads one, speaks, and unloads it (27 ms per utterance, synthesis included, measured on
+    the mini corpus: 340x real time).
     """
 
     def __init__(self, path: str, folder: str):
