@@ -30,3 +30,12 @@ def test_unknown_keys_are_named_by_their_path():
     with pytest.raises(ValueError, match="model.decoder must be a mapping"):
         build(MobileSpeechConfig, {"num_symbols": 8, "decoder": 3}, "model")
     assert build(CodecConfig, {"decoder": {"attention": None}}).decoder.attention is None
+
+
+def test_overrides_expand_a_preset_shorthand_where_it_stands():
+    from toolkit.config import apply_overrides
+
+    data = {"model": {"decoder": "small"}, "codec": "mini"}
+    apply_overrides(data, ["model.decoder.layers=3", "codec.quantizer.kind=rvq"])
+    assert data == {"model": {"decoder": {"preset": "small", "layers": 3}},
+                    "codec": {"preset": "mini", "quantizer": {"kind": "rvq"}}}

@@ -173,9 +173,9 @@ def _put(data: dict, dotted: str, value: Any) -> None:
     *parents, leaf = dotted.split(".")
     node = data
     for part in parents:
-        node = node.setdefault(part, {})
+        parent, node = node, node.setdefault(part, {})
         if isinstance(node, str):  # ``codec: mini`` shorthand, met before it was normalized
-            node = data[part] = {"preset": node}
+            node = parent[part] = {"preset": node}
         if not isinstance(node, dict):
             raise ValueError(f"{part} is not a section")
     if isinstance(value, Mapping) and isinstance(node.get(leaf), (Mapping, str)):
