@@ -62,7 +62,8 @@ def test_cli_end_to_end(release, tmp_path):
     directory, prompt, transcript = release
     out = tmp_path / "hello.wav"
     result = tts("synthesize", "--checkpoint", directory, "--prompt", prompt, "--prompt-text", transcript,
-                 "--text", "Hello there. How are you?", "--out", out, "--seed", "1")
+                 # each sentence holds phonemes of the smoke corpus, also when it is built without ../shared
+                 "--text", "Hello there. Is this the test?", "--out", out, "--seed", "1")
     assert result.returncode == 0, result.stderr
     audio, rate = sf.read(out)
     assert rate == 24000 and audio.ndim == 1
