@@ -107,6 +107,27 @@ def synthesize_documented(line: str, cut, cwd: Path):
     return sf.read(Path(cwd) / args[args.index("--out") + 1])
 
 
+def tiny_release(folder: Path, model_type: str = "valle") -> Path:
+    """A release of an untrained tiny ``model_type`` (valle or mobilespeech) on the bundled symbol table, with its tiny
+    codec, in ``folder``; returns its directory. It decodes in milliseconds: tests of what runs around the model."""
+    import torch
+
+    from codec import CodecConfig, LanguageCodec
+    from tts.models.mobilespeech import MobileSpeech, MobileSpeechConfig
+    from tts.models.valle import Valle, ValleConfig
+    from tts.release import save_token_model
+    from tts.synthesizer import BUNDLED_MODELS
+
+    torch.manual_seed(0)
+    codec = LanguageCodec(CodecConfig.tiny()).train()
+    codec(torch.randn(2, 24000) * 0.1, num_quantizers=8)
+    codec.eval().save_pretrained(Path(folder) / "codec")
+    symbols = SymbolTable.load(BUNDLED_MODELS / "valle-mini" / "symbols.json")
+    model = (Valle(ValleConfig.tiny(len(symbols))) if model_type == "valle"
+             else MobileSpeech(MobileSpeechConfig.tiny(len(symbols))))
+    return save_token_model(model.eval(), Path(folder) / model_type, symbols, codec=str(Path(folder) / "codec"))
+
+
 def shortest_speaker_clips(clips: Path, out: Path) -> Path:
     """A clip folder in the ``../shared/speech`` layout (``manifest.tsv`` and symlinked files) holding only the
     speaker of the shortest transcribed full utterance that has another clip: zero-shot tests with one target score

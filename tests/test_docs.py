@@ -50,6 +50,10 @@ CLAIMS = [  # (strings that are all in the block, where it runs)
     (("model: {type: mobilespeech",), "tests/test_docs.py::test_run_config_examples"),
     (("tts evaluate",), "tests/tts/test_evaluation.py: test_cli_evaluate_with_local_models_and_plot (lines 1, 3), "
                         "test_cli_manifest_writes_json_and_markdown (line 2)"),
+    (('pip install -e ".[serve]"', "curl"), "tests/serve/test_server.py::test_readme_serve_commands"),
+    (("tts serve --model mobilespeech",), "tests/serve/test_server.py::test_serve_page_commands (parsed, checked)"),
+    (("curl", "/v1/voices", "DELETE"), "tests/serve/test_server.py::test_serve_page_commands"),
+    (("benchmarks/serve_load.py",), "tests/serve/test_server.py::test_load_benchmark_command"),
 ]
 
 

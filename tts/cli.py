@@ -1,8 +1,9 @@
-"""The ``tts`` command line: ``tts synthesize`` and ``tts evaluate``.
+"""The ``tts`` command line: ``tts synthesize``, ``tts evaluate`` and ``tts serve``.
 
 Exit status: 0 done; 1 input the command cannot use (prompt, text, model, output path, manifest); 2 a bad command
 line (unknown option, a value of the wrong type or out of its range); 130 interrupted (Ctrl-C). Every error is one
 line on stderr. No output file is left behind on any of them: audio is written atomically, after synthesis succeeded.
+``tts serve`` runs until stopped: 0 after SIGTERM (once the requests in flight are answered), 130 after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -49,14 +50,54 @@ def ranged(name: str):
     return parse
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def bounded(kind, low, high=None):
+    """An argparse type: ``kind`` (int or float) parsed from the text and within [low, high] (no upper bound when
+    ``high`` is None). The comparison also refuses nan."""
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if high is None and not value >= low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
+        if high is not None and not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}, got {text}")
+        return value
+
+    parse.__name__ = "integer" if kind is int else "number"
+    return parse
+
+
+positive_int = bounded(int, 1)
+port_number = bounded(int, 0, 65535)
+milliseconds = bounded(float, 0, 10_000)
+
+
+def add_serve_parser(commands) -> None:
+    serve = commands.add_parser("serve", help="an HTTP API (OpenAI-compatible) and a web page for synthesis",
+                                description="Serve the model over HTTP: POST /v1/audio/speech, /v1/voices, /health, "
+                                            "and a page at /. Needs the serve extra (pip install -e '.[serve]').")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other than "
+                                                           "loopback needs --api-key)")
+    serve.add_argument("--port", type=port_number, default=8000, help="port (default 8000; 0: any free one)")
+    serve.add_argument("--model", help="model type, valle or mobilespeech (default: the checkpoint's; bundled: valle)")
+    serve.add_argument("--checkpoint", type=Path, help="a release directory (default: the bundled model)")
+    serve.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    serve.add_argument("--api-key", default=os.environ.get("LCTTS_API_KEY"),
+                       help="bearer key that /v1 requires (default: $LCTTS_API_KEY; none on loopback)")
+    serve.add_argument("--voices-dir", type=Path, help="where uploaded voices are kept (default: "
+                                                       "~/.local/share/languagecodec-tts/voices)")
+    serve.add_argument("--max-batch", type=ranged("batch_size"), default=8,
+                       help="sentences decoded together at most (default 8; 1 to 256)")
+    serve.add_argument("--max-wait-ms", type=milliseconds, default=50.0,
+                       help="how long a batch waits for more requests to join it while others are in "
+                            "flight (default 50)")
+    serve.add_argument("--queue-size", type=positive_int, default=64,
+                       help="sentences waiting at most; more are answered 503 with Retry-After (default 64)")
+    serve.add_argument("--max-chars", type=positive_int, default=None, help="longest input text (default 2000)")
+    serve.add_argument("--max-upload-mb", type=positive_int, default=10, help="largest voice upload (default 10)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -112,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--plot", type=Path, help="write bar charts of the summary as PNG")
     ev.add_argument("--out", type=Path, help="write per-item scores and the summary as JSON")
     ev.add_argument("--markdown", type=Path, help="write the summary table as Markdown")
+    add_serve_parser(commands)
     return parser
 
 
@@ -248,6 +290,23 @@ def evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def serve(args: argparse.Namespace) -> int:
+    from tts.serve.config import ServeConfig, default_voices_dir
+    from tts.serve.server import run
+    from tts.synthesizer import MAX_TEXT_CHARS
+
+    config = ServeConfig(checkpoint=args.checkpoint, model=args.model, device=_device(args.device), host=args.host,
+                         port=args.port, api_key=args.api_key, voices_dir=args.voices_dir or default_voices_dir(),
+                         max_batch=args.max_batch, max_wait=args.max_wait_ms / 1000, queue_size=args.queue_size,
+                         max_chars=args.max_chars or MAX_TEXT_CHARS, max_upload_bytes=args.max_upload_mb * 2 ** 20)
+    try:
+        config.check()  # option combinations (--host off loopback without --api-key, ...): a bad command line
+    except ValueError as err:
+        print(f"tts serve: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    return run(config)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -258,7 +317,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from tts.synthesizer import SynthesisError
 
     try:
-        return synthesize(args) if args.command == "synthesize" else evaluate(args)
+        command = {"synthesize": synthesize, "evaluate": evaluate, "serve": serve}[args.command]  # looked up per call
+        return command(args)
     except (SynthesisError, InputError) as err:
         print(f"tts: error: {err}", file=sys.stderr)
         return EXIT_ERROR

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,22 @@ class Prompt:
     audio: torch.Tensor
     codes: torch.Tensor
     phonemes: List[str]
+
+
+@dataclass
+class Sentence:
+    """One sentence ready for the model.
+
+    Attributes:
+        text: index of the text it belongs to.
+        phonemes: ``[P]`` the ids the model reads (the prompt's transcript, a word boundary and the sentence for
+            models that need the transcript; the sentence alone for the others).
+        target_phonemes: how many of those ids are the sentence's.
+    """
+
+    text: int
+    phonemes: torch.Tensor
+    target_phonemes: int
 
 
 MAX_TEXT_CHARS = 2000  # per call, all texts together; raise it with max_chars (tts synthesize --max-chars)
@@ -144,6 +161,15 @@ def check_text(texts: Sequence[str], max_chars: int = MAX_TEXT_CHARS) -> None:
                                  f"text in Latin script is supported)")
 
 
+def join_sentences(waves: Sequence[np.ndarray], sample_rate: int) -> np.ndarray:
+    """The sentences of one text as one waveform ``[L]``, with ``SENTENCE_PAUSE_SECONDS`` of silence between them."""
+    pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * sample_rate), dtype=np.float32)
+    parts: List[np.ndarray] = []
+    for wav in waves:
+        parts.extend([pause, wav] if parts else [wav])
+    return np.concatenate(parts)
+
+
 def speech_start(wav: torch.Tensor, sample_rate: int) -> int:
     """Sample index of the first 20 ms frame within ``SILENCE_DB`` of the loudest one; raises on a silent clip."""
     frame = sample_rate // 50
@@ -179,6 +205,7 @@ class Synthesizer:
             raise SynthesisError(f"the codec has {self.codec.num_codebooks} x {self.codec.codebook_size} codes, the "
                                  f"model {config.num_codebooks} x {config.codebook_size}: they do not belong together")
         self.phonemizer = build_phonemizer(self.symbols.frontend)
+        self._frontend_lock = threading.Lock()  # espeak-ng keeps global state: one text at a time, whatever the thread
 
     @classmethod
     def from_pretrained(cls, checkpoint: Optional[PathLike] = None, model: Optional[str] = None,
@@ -209,15 +236,20 @@ class Synthesizer:
         return self.model.needs_prompt_text
 
     @property
+    def supports_speed(self) -> bool:
+        return self.model.supports_speed
+
+    @property
     def sample_rate(self) -> int:
         return self.codec.sample_rate
 
     # Inputs -------------------------------------------------------------------------------------------------------
 
     def phonemize(self, text: str) -> List[str]:
-        """Phoneme tokens of one text, checked against the model's symbol table."""
+        """Phoneme tokens of one text, checked against the model's symbol table; safe to call from several threads."""
         try:
-            tokens = self.phonemizer.phonemize_one(text)
+            with self._frontend_lock:
+                tokens = self.phonemizer.phonemize_one(text)
         except TextError as err:
             raise SynthesisError(str(err)) from None
         unknown = self.symbols.unknown(tokens)
@@ -306,16 +338,7 @@ class Synthesizer:
         check_text(texts, max_chars)
         if not isinstance(prompt, Prompt):
             prompt = self.prepare_prompt(prompt, prompt_text or "", prompt_seconds, sample_rate)
-        sentences = []  # (text index, phoneme ids of prompt transcript + sentence, target phoneme count)
-        for i, text in enumerate(texts):
-            parts = split_sentences(text)
-            if not parts:
-                raise SynthesisError(f"text {i + 1} is empty")
-            for part in parts:
-                target = self.phonemize(part)
-                ids = self.symbols.encode(prompt.phonemes + [WORD_BOUNDARY] + target if self.needs_prompt_text
-                                          else target)
-                sentences.append((i, torch.tensor(ids), len(target)))
+        sentences = self.prepare_sentences(texts, prompt.phonemes)
         generator = torch.Generator().manual_seed(seed) if seed is not None else None
         audio: List[np.ndarray] = []
         from tqdm import tqdm
@@ -323,20 +346,45 @@ class Synthesizer:
         with tqdm(total=len(sentences), desc="synthesize", unit="sentence", disable=not progress, delay=1.0) as bar:
             for b in range(0, len(sentences), batch_size):
                 chunk = sentences[b: b + batch_size]
-                request = GenerationRequest([ids for _, ids, _ in chunk], [n for _, _, n in chunk], prompt.codes,
-                                            self.codec.frame_rate, sampling or SamplingConfig(), steps, speed,
-                                            generator)
-                with torch.inference_mode():
-                    codes = self.model.generate(request)
-                    for c in codes:
-                        audio.append(self.codec.decode(c[None])[0, 0].float().cpu().numpy())
+                audio += self.decode_batch(prompt, chunk, sampling, generator, steps, speed)
                 bar.update(len(chunk))
-        pause = np.zeros(int(SENTENCE_PAUSE_SECONDS * self.sample_rate), dtype=np.float32)
-        out: List[List[np.ndarray]] = [[] for _ in texts]
-        for (i, _, _), wav in zip(sentences, audio):
-            out[i].extend([pause, wav] if out[i] else [wav])
-        joined = [np.concatenate(parts) for parts in out]
+        joined = [join_sentences([wav for s, wav in zip(sentences, audio) if s.text == i], self.sample_rate)
+                  for i in range(len(texts))]
         return joined[0] if single else joined
+
+    def prepare_sentences(self, texts: Sequence[str], prompt_phonemes: Sequence[str] = ()) -> List[Sentence]:
+        """Every sentence of ``texts`` (``split_sentences``) as the model's input ids, in order, after the prompt
+        transcript's ``prompt_phonemes`` (``Prompt.phonemes``) for models that read it; a ``SynthesisError`` for a text
+        with no sentence or nothing pronounceable. Texts are not length-checked here (``check_text``)."""
+        sentences = []
+        for i, text in enumerate(texts):
+            parts = split_sentences(text)
+            if not parts:
+                raise SynthesisError(f"text {i + 1} is empty")
+            for part in parts:
+                target = self.phonemize(part)
+                ids = self.symbols.encode(list(prompt_phonemes) + [WORD_BOUNDARY] + target if self.needs_prompt_text
+                                          else target)
+                sentences.append(Sentence(i, torch.tensor(ids), len(target)))
+        return sentences
+
+    def decode_batch(self, prompt: Prompt, sentences: Sequence[Sentence], sampling: Optional[SamplingConfig] = None,
+                     generator: Optional[torch.Generator] = None, steps: int = 16,
+                     speed: float = 1.0) -> List[np.ndarray]:
+        """One batch: the sentences (of any texts, all in the voice of ``prompt``) decoded together by the model and
+        the codec; a waveform ``[L_i]`` at ``self.sample_rate`` per sentence.
+
+        The batched entry point under ``synthesize`` and the server's batcher. Options are not range-checked here
+        (``check_synthesis_options``). With greedy sampling a sentence's audio does not depend on the batch it is in.
+        """
+        if not sentences:
+            return []
+        request = GenerationRequest([s.phonemes for s in sentences], [s.target_phonemes for s in sentences],
+                                    prompt.codes, self.codec.frame_rate, sampling or SamplingConfig(), steps, speed,
+                                    generator)
+        with torch.inference_mode():
+            codes = self.model.generate(request)
+            return [self.codec.decode(c[None])[0, 0].float().cpu().numpy() for c in codes]
 
 
 def _load_release_codec(release: Release) -> LanguageCodec:

@@ -91,6 +91,7 @@ class TokenModel(nn.Module):
         separable_stages: stages can be trained in separate runs and merged at export (the weights of stage ``s``
             are those under ``s.``).
         needs_prompt_text: generation reads the prompt's transcript.
+        supports_speed: generation follows ``GenerationRequest.speed`` (the others ignore it).
         loss_only: outputs that have a loss but no token accuracies.
         progress_keys: training metrics shown on the progress bar.
         synthesizes: ``generate`` makes speech codes (the synthesizer offers the model).
@@ -101,6 +102,7 @@ class TokenModel(nn.Module):
     all_stages: ClassVar[Tuple[str, ...]]
     separable_stages: ClassVar[bool] = False
     needs_prompt_text: ClassVar[bool] = False
+    supports_speed: ClassVar[bool] = False
     loss_only: ClassVar[FrozenSet[str]] = frozenset()
     progress_keys: ClassVar[Tuple[str, ...]] = ()
     synthesizes: ClassVar[bool] = True

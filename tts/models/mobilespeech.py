@@ -148,6 +148,7 @@ class MobileSpeech(TokenModel):
     name = "mobilespeech"
     config_class = MobileSpeechConfig
     all_stages = ("smd",)
+    supports_speed = True  # durations are predicted, so dividing them sets the speaking rate
     loss_only = frozenset({"duration", "aligner"})
     progress_keys = ("smd_loss", "smd_accuracy", "duration_loss")
 
