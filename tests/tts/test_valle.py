@@ -8,6 +8,7 @@ import torch
 from tts.models.base import GenerationRequest
 from tts.models.sampling import SamplingConfig, filter_logits, length_limits, sample_token
 from tts.models.valle import Valle, ValleAR, ValleConfig, ValleNAR
+from tts.modules.transformer import KVCache
 
 
 def toy_batch(b=3, k=8, cs=64, symbols=20, seed=0):
@@ -94,6 +95,22 @@ def test_kv_cache_greedy_equals_recomputation():
         full = model.head(model.transformer(x, mask=mask))[0, -12:]
         cached = torch.stack([s[i] for s in steps])
         assert torch.allclose(cached, full, atol=1e-4)
+
+
+def test_kv_cache_grows_in_place_and_equals_concatenation():
+    """Appends of 1 to 70 positions, across several reallocations of the buffers: every layer returns exactly the
+    concatenation of what it was given, in the same batch and head layout."""
+    torch.manual_seed(0)
+    cache = KVCache(2)
+    given = {0: [], 1: []}
+    for t in (30, 1, 1, 40, 70, 1, 3):
+        for layer in (0, 1):
+            k, v = torch.randn(3, 2, t, 4), torch.randn(3, 2, t, 4)
+            given[layer].append((k, v))
+            keys, values = cache.update(layer, k, v)
+            assert torch.equal(keys, torch.cat([g[0] for g in given[layer]], dim=2))
+            assert torch.equal(values, torch.cat([g[1] for g in given[layer]], dim=2))
+    assert cache.length == 146
 
 
 def test_guards_and_seeded_sampling():
