@@ -35,6 +35,7 @@ from lhotse import CutSet
 from lhotse.features.io import MemoryRawWriter
 
 from tts.data.dataset import TokenDataset, make_sampler
+from tts.models.registry import model_class
 from tts.modules.transformer import Attention, Block, Norm
 from tts.text import SymbolTable
 from tts.training import TokenTrainer, codec_dimensions, load_token_train_config
@@ -65,13 +66,14 @@ def sample_batches(cuts: CutSet, max_duration: float, num_buckets: int, count: i
     return batches
 
 
-def padding(batch, model_type: str) -> dict:
-    """Share of padded positions: phonemes, code frames, and (VALL-E) the joint text+audio sequence."""
+def padding(batch, joint: bool) -> dict:
+    """Share of padded positions: phonemes, code frames, and, for a model that reads them as one sequence
+    (``TokenModel.joint_sequence``: VALL-E), the joint text+audio sequence."""
     b = len(batch.phoneme_lens)
     p, t = int(batch.phoneme_lens.max()), int(batch.code_lens.max())
     out = {"phonemes": 1 - float(batch.phoneme_lens.sum()) / (b * p),
            "frames": 1 - float(batch.code_lens.sum()) / (b * t)}
-    if model_type == "valle":
+    if joint:
         out["joint"] = 1 - float((batch.phoneme_lens + batch.code_lens).sum()) / (b * (p + t))
     return out
 
@@ -192,7 +194,7 @@ def run(model_type: str, threads: int, cut_batches: list, symbols: SymbolTable, 
             instrumented_step(trainer, batch, parts)
         forward.remove()
         ops = costliest_ops(trainer, timed[0], args.top) if args.profile else {}
-    pads = [padding(b, model_type) for b in timed]
+    pads = [padding(b, model_class(model_type).joint_sequence) for b in timed]
     return {
         "model": model_type, "threads": threads, "step": step + data, "data": data,
         "audio_per_second": audio / (step + data), "audio_per_batch": audio,

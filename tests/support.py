@@ -113,8 +113,7 @@ def tiny_release(folder: Path, model_type: str = "valle") -> Path:
     import torch
 
     from codec import CodecConfig, LanguageCodec
-    from tts.models.mobilespeech import MobileSpeech, MobileSpeechConfig
-    from tts.models.valle import Valle, ValleConfig
+    from tts.models.registry import model_class
     from tts.release import save_token_model
     from tts.synthesizer import BUNDLED_MODELS
 
@@ -123,8 +122,8 @@ def tiny_release(folder: Path, model_type: str = "valle") -> Path:
     codec(torch.randn(2, 24000) * 0.1, num_quantizers=8)
     codec.eval().save_pretrained(Path(folder) / "codec")
     symbols = SymbolTable.load(BUNDLED_MODELS / "valle-mini" / "symbols.json")
-    model = (Valle(ValleConfig.tiny(len(symbols))) if model_type == "valle"
-             else MobileSpeech(MobileSpeechConfig.tiny(len(symbols))))
+    cls = model_class(model_type)
+    model = cls.build(cls.config_class.tiny(len(symbols)))
     return save_token_model(model.eval(), Path(folder) / model_type, symbols, codec=str(Path(folder) / "codec"))
 
 

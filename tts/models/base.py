@@ -92,6 +92,7 @@ class TokenModel(nn.Module):
             are those under ``s.``).
         needs_prompt_text: generation reads the prompt's transcript.
         supports_speed: generation follows ``GenerationRequest.speed`` (the others ignore it).
+        joint_sequence: phonemes and audio frames are one sequence to the transformer (so padding both pads it).
         loss_only: outputs that have a loss but no token accuracies.
         progress_keys: training metrics shown on the progress bar.
         synthesizes: ``generate`` makes speech codes (the synthesizer offers the model).
@@ -103,6 +104,7 @@ class TokenModel(nn.Module):
     separable_stages: ClassVar[bool] = False
     needs_prompt_text: ClassVar[bool] = False
     supports_speed: ClassVar[bool] = False
+    joint_sequence: ClassVar[bool] = False
     loss_only: ClassVar[FrozenSet[str]] = frozenset()
     progress_keys: ClassVar[Tuple[str, ...]] = ()
     synthesizes: ClassVar[bool] = True

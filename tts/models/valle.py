@@ -242,6 +242,7 @@ class Valle(TokenModel):
     all_stages = STAGES
     separable_stages = True
     needs_prompt_text = True
+    joint_sequence = True  # each stage attends over the phonemes followed by the frames
     progress_keys = ("ar_loss", "ar_accuracy", "nar_loss", "nar_accuracy")
 
     def __init__(self, config: ValleConfig, stages: Sequence[str] = STAGES):
