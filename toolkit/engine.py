@@ -3,8 +3,9 @@ its step and its validation.
 
 ``Trainer`` owns the run directory (``train_config.json``, ``metrics.jsonl``, tracker files), the Accelerator and the
 seed, the step counter, the non-finite guard, the loop with its logging window and progress bar, validation and
-checkpoint cadence, step budgets (``max_steps``, ``stop_after``), and checkpoints with exact resume (Accelerate's state
-plus the step, the guard's count, the sampler's position and whatever ``extra_state`` adds, e.g. schedulers).
+checkpoint cadence, step budgets (``max_steps``, ``stop_after``), time budgets (``max_minutes`` from the process's
+start, checkpoints every ``checkpoint_minutes``), and checkpoints with exact resume (Accelerate's state plus the step,
+the guard's count, the sampler's position and whatever ``extra_state`` adds, e.g. schedulers).
 
 A subclass sets ``self.sampler`` and ``self.loader`` and implements:
 
@@ -145,20 +146,41 @@ class Trainer:
     def batches(self) -> Iterator:
         return endless(self.loader, self.sampler)
 
-    def train(self, max_steps: Optional[int] = None, stop_after: Optional[int] = None) -> None:
-        """Train until ``max_steps`` (default: the config's); ``stop_after`` ends the call after that many steps (for
-        time-boxed runs), with a checkpoint."""
+    def train(self, max_steps: Optional[int] = None, stop_after: Optional[int] = None,
+              max_minutes: Optional[float] = None, checkpoint_minutes: Optional[float] = None) -> None:
+        """Train until ``max_steps`` (default: the config's), with a checkpoint at the end.
+
+        Args:
+            stop_after: end the call after this many steps.
+            max_minutes: end it before this many minutes from the process's start have passed: the loop stops when
+                one more step and the final checkpoint (timed by the last one) would not fit.
+            checkpoint_minutes: also checkpoint whenever this many minutes have passed since the last checkpoint
+                (or the start of training).
+
+        The times to start up (process start to this call), to the first batch and of the first step (which holds
+        any compilation) are logged as ``time/startup_s``, ``time/first_batch_s`` and ``time/first_step_s``; a run
+        that ends by its time budget logs ``time/budget_stop_step``.
+        """
         from tqdm import tqdm
 
         max_steps = max_steps or self.config.max_steps
         end = min(max_steps, self.step + stop_after) if stop_after else max_steps
+        clock = BudgetClock(self.acc, max_minutes, checkpoint_minutes)
         bar = tqdm(total=max_steps, initial=self.step, disable=not self.acc.is_main_process,
                    desc=self.label or self.name, unit="step", dynamic_ncols=True)
         stream = self.batches()
         last, window, amount = time.perf_counter(), [], 0.0
+        first = True
+        saved = self.step if self.step % self.config.checkpoint_every == 0 else None  # the step last checkpointed
         while self.step < end:
+            fetch = time.perf_counter()
             group = [next(stream) for _ in range(self.accumulation)]
+            began = time.perf_counter()
             logs = self.train_step(group)
+            clock.stepped(time.perf_counter() - began)
+            if first:
+                first = False
+                self.log_start_times(clock, began - fetch, time.perf_counter() - began)
             amount += sum(self.amount(b) for b in group) * self.acc.num_processes
             window.append(logs)
             bar.update(1)
@@ -172,10 +194,25 @@ class Trainer:
             if self.valid_cuts is not None and self.step % self.config.validate_every == 0:
                 self.validate()
             if self.step % self.config.checkpoint_every == 0:
-                self.save_checkpoint()
+                clock.checkpointed(self.save_checkpoint)
+                saved = self.step
+            decision = clock.decide(at_end=self.step >= end)
+            if decision == BudgetClock.STOP:
+                self.acc.print(f"time budget of {max_minutes:g} min reached: stopping at step {self.step}")
+                self.log({"time/budget_stop_step": self.step})
+                break
+            if decision == BudgetClock.CHECKPOINT and saved != self.step:
+                clock.checkpointed(self.save_checkpoint)
+                saved = self.step
         bar.close()
-        if self.step % self.config.checkpoint_every:
+        if saved != self.step:
             self.save_checkpoint()
+
+    def log_start_times(self, clock: "BudgetClock", first_batch: float, first_step: float) -> None:
+        times = {"time/startup_s": clock.startup, "time/first_batch_s": first_batch, "time/first_step_s": first_step}
+        self.log(times)
+        self.acc.print(f"start-up {clock.startup:.1f} s (process start to training), first batch {first_batch:.1f} s, "
+                       f"first step {first_step:.1f} s")
 
     # Checkpoints --------------------------------------------------------------------------------------------------
 
@@ -198,6 +235,64 @@ class Trainer:
         return True
 
 
+class BudgetClock:
+    """When a time-budgeted run checkpoints and stops, decided by the main process and shared by every process (so
+    that all of them stop after the same step).
+
+    Minutes count from the process's start (``psutil``, which Accelerate depends on), so a budget covers the start-up
+    as well. The decision each step is CONTINUE, CHECKPOINT (``checkpoint_minutes`` since the last checkpoint) or
+    STOP (one more step, at the mean of the last ten, and a checkpoint as long as the last one would not fit).
+    """
+
+    CONTINUE, CHECKPOINT, STOP = 0, 1, 2
+
+    def __init__(self, accelerator, max_minutes: Optional[float], checkpoint_minutes: Optional[float]):
+        import psutil
+
+        for name, value in (("max_minutes", max_minutes), ("checkpoint_minutes", checkpoint_minutes)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        self.acc = accelerator
+        self.started = psutil.Process().create_time()
+        self.startup = time.time() - self.started
+        self.deadline = self.started + 60 * max_minutes if max_minutes else None
+        self.every = 60 * checkpoint_minutes if checkpoint_minutes else None
+        self.last_checkpoint = time.time()
+        self.steps: List[float] = []
+        self.checkpoint_seconds = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.deadline is not None or self.every is not None
+
+    def stepped(self, seconds: float) -> None:
+        self.steps = (self.steps + [seconds])[-10:]
+
+    def checkpointed(self, save) -> None:
+        start = time.time()
+        save()
+        self.last_checkpoint = time.time()
+        self.checkpoint_seconds = self.last_checkpoint - start
+
+    def decide(self, at_end: bool = False) -> int:
+        if not self.active or at_end:
+            return self.CONTINUE
+        decision = self.CONTINUE
+        if self.acc.is_main_process:
+            now = time.time()
+            step = sum(self.steps) / max(len(self.steps), 1)
+            if self.deadline is not None and now + step + self.checkpoint_seconds > self.deadline:
+                decision = self.STOP
+            elif self.every is not None and now - self.last_checkpoint >= self.every:
+                decision = self.CHECKPOINT
+        if self.acc.num_processes > 1:
+            import torch
+            from accelerate.utils import broadcast
+
+            decision = int(broadcast(torch.tensor([decision], device=self.acc.device), from_process=0).item())
+        return decision
+
+
 # The recipes' shared options ----------------------------------------------------------------------------------------
 
 def add_run_arguments(parser) -> None:
@@ -212,9 +307,24 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out-dir")
     parser.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps")
+    parser.add_argument("--max-minutes", type=float, help="time budget from the process's start: the run stops in "
+                        "time to checkpoint and export within it (exit 0)")
+    parser.add_argument("--checkpoint-minutes", type=float, help="also checkpoint every this many minutes (default "
+                        "with --max-minutes: 5)")
     parser.add_argument("--wandb", choices=["online", "offline", "disabled"], default="offline")
     parser.add_argument("--export-dtype", choices=["float32", "float16"], default="float32")
     parser.add_argument("--threads", type=int, help="torch threads per process")
+
+
+def run_budget(args) -> dict:
+    """``Trainer.train``'s budget arguments from the recipe options (``--stop-after``, ``--max-minutes``,
+    ``--checkpoint-minutes``); a non-positive budget is a ``SystemExit`` with one line."""
+    for option in ("stop_after", "max_minutes", "checkpoint_minutes"):
+        value = getattr(args, option)
+        if value is not None and not value > 0:
+            raise SystemExit(f"error: --{option.replace('_', '-')} must be positive, got {value}")
+    every = args.checkpoint_minutes or (5.0 if args.max_minutes else None)
+    return {"stop_after": args.stop_after, "max_minutes": args.max_minutes, "checkpoint_minutes": every}
 
 
 def start_run(args) -> dict:

@@ -21,7 +21,7 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import nn
 
-from toolkit.engine import RunConfig, Trainer, add_run_arguments, start_run
+from toolkit.engine import RunConfig, Trainer, add_run_arguments, run_budget, start_run
 from toolkit.config import build, preset_section, read_run_file
 from toolkit.runs import LOOP_FIELDS, NonFiniteLossError, agree_finite, warmup_cosine
 from tts.data.dataset import TokenBatch, TokenDataset, cut_codes, make_sampler
@@ -299,7 +299,7 @@ def main(description: Optional[str] = None, argv: Optional[Sequence[str]] = None
                            codec=args.codec, **trackers)
     if args.resume and trainer.resume():  # a checkpoint that cannot be restored: run_cli's one line
         trainer.acc.print(f"resumed at step {trainer.step}")
-    trainer.train(stop_after=args.stop_after)
+    trainer.train(**run_budget(args))
     release = trainer.export(dtype=getattr(torch, args.export_dtype), copy_codec=args.copy_codec)
     trainer.acc.print(f"release written to {release}")
     trainer.acc.end_training()

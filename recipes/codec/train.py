@@ -19,7 +19,7 @@ import argparse
 import torch
 from lhotse import CutSet
 
-from toolkit.engine import add_run_arguments, start_run
+from toolkit.engine import add_run_arguments, run_budget, start_run
 from toolkit.runs import run_cli
 from codec.training import CodecTrainer, load_train_config
 
@@ -42,7 +42,7 @@ def main() -> None:
         info = trainer.init_from(args.init_from)
         trainer.acc.print(f"started from {info['source']}" + (" with its discriminators" if info["discriminators"]
                                                                else ""))
-    trainer.train(stop_after=args.stop_after)
+    trainer.train(**run_budget(args))
     release = trainer.export(dtype=getattr(torch, args.export_dtype), discriminators=args.export_discriminators)
     trainer.acc.print(f"release written to {release}")
     trainer.acc.end_training()

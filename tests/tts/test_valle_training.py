@@ -165,7 +165,7 @@ symbols = SymbolTable.load({str(tmp_path / 'symbols.json')!r})
 config = load_token_train_config({str(config)!r}, len(symbols), 8, 64,
                                  ["train.max_steps=3", "train.checkpoint_every=3", "train.max_duration=10"])
 trainer = TokenTrainer(config, CutSet.from_file({str(manifest)!r}), symbols, {str(out)!r}, codec={str(codec)!r})
-trainer.train()
+trainer.train(max_minutes=600)  # a time budget: rank 0 decides and broadcasts every step
 trainer.export()
 model = trainer.unwrapped
 digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()
