@@ -16,6 +16,9 @@ For each model and thread count it prints:
 - the step split into data, forward, backward and optimizer (an instrumented copy of the step on the same batches);
 - forward time by module (hooks on attention, feed-forward, norms and the other top-level parts) and, with
   ``--profile``, the costliest operators of a forward and a backward pass.
+
+``--compile`` compiles every transformer block first (``torch.compile``, dynamic shapes); the warm-up time printed then
+holds the compilation, and the split and module times are not comparable (the timing hooks make dynamo recompile).
 """
 
 from __future__ import annotations
@@ -181,8 +184,15 @@ def run(model_type: str, threads: int, cut_batches: list, symbols: SymbolTable, 
             batches.append(dataset[cuts])
             data_seconds.append(time.perf_counter() - start)
         timed = batches[args.warmup:]
+        if args.compile:  # each transformer block, where the elementwise work around the matrix products can fuse
+            torch._dynamo.config.recompile_limit = 64  # one graph per block instance and shape class
+            for module in trainer.model.modules():
+                if isinstance(module, Block):
+                    module.compile(dynamic=True)
+        start = time.perf_counter()
         for batch in batches[: args.warmup]:
             trainer.train_step([batch])
+        warmup = time.perf_counter() - start
         start = time.perf_counter()
         for batch in timed:
             trainer.train_step([batch])
@@ -196,7 +206,7 @@ def run(model_type: str, threads: int, cut_batches: list, symbols: SymbolTable, 
         ops = costliest_ops(trainer, timed[0], args.top) if args.profile else {}
     pads = [padding(b, model_class(model_type).joint_sequence) for b in timed]
     return {
-        "model": model_type, "threads": threads, "step": step + data, "data": data,
+        "model": model_type, "threads": threads, "step": step + data, "data": data, "warmup": warmup,
         "audio_per_second": audio / (step + data), "audio_per_batch": audio,
         "batch_size": sum(len(b.phoneme_lens) for b in timed) / len(timed),
         "padding": {k: sum(p[k] for p in pads) / len(pads) for k in pads[0]},
@@ -208,7 +218,8 @@ def run(model_type: str, threads: int, cut_batches: list, symbols: SymbolTable, 
 
 def report(r: dict) -> None:
     pad = ", ".join(f"{k} {v:.1%}" for k, v in r["padding"].items())
-    print(f"\n{r['model']}, {r['threads']} thread(s): {r['step']:.3f} s/step, {r['audio_per_second']:.2f} audio-s/s "
+    print(f"\n{r['model']}, {r['threads']} thread(s): {r['warmup']:.1f} s of warm-up steps (compilation included), "
+          f"then {r['step']:.3f} s/step, {r['audio_per_second']:.2f} audio-s/s "
           f"({r['audio_per_batch']:.1f} s of audio in {r['batch_size']:.1f} cuts per batch; padding: {pad})")
     parts = r["parts"]
     print("  split (s/step): " + ", ".join(f"{k} {v:.3f}" for k, v in
@@ -235,6 +246,8 @@ def main(argv=None) -> None:
     parser.add_argument("--profile", action="store_true",
                         help="also list the costliest operators of a forward and a backward pass")
     parser.add_argument("--top", type=int, default=8)
+    parser.add_argument("--compile", action="store_true", help="torch.compile every transformer block (dynamic "
+                        "shapes); the warm-up time then holds the compilation")
     args = parser.parse_args(argv)
     if not args.cuts.is_file():
         parser.error(f"--cuts {args.cuts}: no such file")
