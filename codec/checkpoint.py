@@ -1,4 +1,6 @@
-"""Codec release directories: ``config.json`` (the ``CodecConfig``, with a format version) + ``model.safetensors``."""
+"""Codec release directories: ``config.json`` (the ``CodecConfig``, with a format version) + ``model.safetensors``,
+or its Hugging Face shards ``model-0000i-of-0000N.safetensors`` + ``model.safetensors.index.json``
+(``toolkit.weights``)."""
 
 from __future__ import annotations
 
@@ -8,17 +10,15 @@ from pathlib import Path
 from typing import Optional, Union
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 
 from toolkit.files import atomic_path
-from toolkit.weights import load_safetensors, load_strict
+from toolkit.weights import NO_WEIGHTS, WEIGHTS_NAME, has_weights, load_strict_from, save_weights
 
 from .config import CodecConfig
 from .errors import CodecError
 
 CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
 
 PathLike = Union[str, os.PathLike]
@@ -28,12 +28,15 @@ def config_to_json(config: CodecConfig) -> str:
     return json.dumps({"format_version": FORMAT_VERSION, "model": "LanguageCodec", **config.to_dict()}, indent=2)
 
 
-def save_release(model: nn.Module, directory: PathLike, dtype: Optional[torch.dtype] = None) -> Path:
-    """Write ``config.json`` and ``model.safetensors``.
+def save_release(model: nn.Module, directory: PathLike, dtype: Optional[torch.dtype] = None,
+                 max_shard_bytes: Optional[int] = None) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` (each file atomically).
 
     Args:
         dtype: cast floating-point weights (e.g. ``torch.float16`` for a small bundle); codebooks stay float32 so
             the codes are unchanged.
+        max_shard_bytes: write the weights as shards of at most this many bytes of tensor data, with their index,
+            instead of one file (``toolkit.weights.save_weights``; the other layout is removed from ``directory``).
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -43,8 +46,7 @@ def save_release(model: nn.Module, directory: PathLike, dtype: Optional[torch.dt
         if dtype is not None and tensor.is_floating_point() and ".codebook." not in name:
             tensor = tensor.to(dtype)
         state[name] = tensor.clone()
-    with atomic_path(directory / WEIGHTS_NAME) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
+    save_weights(state, directory, max_shard_bytes)
     with atomic_path(directory / CONFIG_NAME) as tmp:
         tmp.write_text(config_to_json(model.config) + "\n")
     return directory
@@ -53,7 +55,8 @@ def save_release(model: nn.Module, directory: PathLike, dtype: Optional[torch.dt
 def read_config(directory: PathLike) -> CodecConfig:
     path = Path(directory) / CONFIG_NAME
     if not Path(directory).is_dir():
-        raise CodecError(f"{directory} is not a directory (a codec release holds {CONFIG_NAME} and model.safetensors)")
+        raise CodecError(f"{directory} is not a directory (a codec release holds {CONFIG_NAME} and "
+                         f"{WEIGHTS_NAME} or its shards)")
     if not path.is_file():
         raise CodecError(f"{directory} is not a codec release: {CONFIG_NAME} is missing")
     try:
@@ -73,9 +76,8 @@ def read_config(directory: PathLike) -> CodecConfig:
 
 def load_release(cls: type, directory: PathLike, map_location: Union[str, torch.device] = "cpu") -> nn.Module:
     config = read_config(directory)
-    weights = Path(directory) / WEIGHTS_NAME
-    if not weights.is_file():
-        raise CodecError(f"{directory} is not a codec release: {WEIGHTS_NAME} is missing")
+    if not has_weights(directory):
+        raise CodecError(f"{directory} is not a codec release: {NO_WEIGHTS}")
     model = cls(config)
-    load_strict(model, load_safetensors(weights), source=str(weights))
+    load_strict_from(model, directory)
     return model.to(map_location).eval()

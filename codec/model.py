@@ -214,18 +214,22 @@ class LanguageCodec(nn.Module):
 
     # Save and load ------------------------------------------------------------------------------------------------
 
-    def save_pretrained(self, directory: Union[str, os.PathLike], dtype: Optional[torch.dtype] = None) -> Path:
+    def save_pretrained(self, directory: Union[str, os.PathLike], dtype: Optional[torch.dtype] = None,
+                        max_shard_bytes: Optional[int] = None) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each file atomically).
 
         Args:
             dtype: e.g. ``torch.float16`` for a small release; codebooks stay float32, loading casts back to float32.
+            max_shard_bytes: instead of ``model.safetensors``, Hugging Face shards of at most this many bytes of
+                tensor data each, ``model-00001-of-0000N.safetensors`` ..., and ``model.safetensors.index.json``.
         """
-        return save_release(self, directory, dtype)
+        return save_release(self, directory, dtype, max_shard_bytes)
 
     @classmethod
     def from_pretrained(cls, directory: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu",
                         ) -> "LanguageCodec":
-        """Load a release directory written by ``save_pretrained``; the model is returned in eval mode."""
+        """Load a release directory written by ``save_pretrained`` (one weights file or shards); the model is returned
+        in eval mode."""
         return load_release(cls, directory, map_location)
 
     @classmethod

@@ -217,12 +217,13 @@ class CodecTrainer(Trainer):
         self.sched_d.load_state_dict(state["sched_d"])
 
     def export(self, directory: Optional[os.PathLike] = None, dtype: Optional[torch.dtype] = None,
-               discriminators: bool = False) -> Path:
-        """The generator as a release directory (``config.json`` + ``model.safetensors``); with ``discriminators``
-        their weights and config go beside it, so that a later run can continue the adversarial phase."""
+               discriminators: bool = False, max_shard_bytes: Optional[int] = None) -> Path:
+        """The generator as a release directory (``config.json`` + ``model.safetensors``, or shards of at most
+        ``max_shard_bytes`` with their index); with ``discriminators`` their weights and config go beside it, so that
+        a later run can continue the adversarial phase."""
         directory = Path(directory) if directory else self.out / "release"
         if self.acc.is_main_process:
-            self.codec.save_pretrained(directory, dtype=dtype)
+            self.codec.save_pretrained(directory, dtype=dtype, max_shard_bytes=max_shard_bytes)
             if discriminators:
                 save_discriminators(self.acc.unwrap_model(self.discs), self.config.discriminators, directory)
         self.acc.wait_for_everyone()

@@ -2,7 +2,8 @@
 
 - ``toolkit.files``: atomic writes and file digests.
 - ``toolkit.audio``: reading, resampling and writing audio files.
-- ``toolkit.weights``: safetensors-only, strict (key for key) weight loading.
+- ``toolkit.weights``: safetensors-only, strict (key for key) weight loading; a release's weights as one file or
+  as Hugging Face shards with their index.
 - ``toolkit.errors``: ``InputError``, the one-line error for input that cannot be used.
 - ``toolkit.metrics``: speech quality metrics (PESQ, STOI, V/UV F1).
 - ``toolkit.engine``: the training engine (``Trainer``: loop, logging, non-finite guard, budgets, checkpoints with

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence
 
+from toolkit.memory import release_memory
 from toolkit.runs import LOOP_FIELDS, CheckpointStore, MetricsLog, NonFiniteLossError, check_fields, endless, flat, \
     sampler_state
 
@@ -177,6 +178,7 @@ class Trainer:
             group = [next(stream) for _ in range(self.accumulation)]
             began = time.perf_counter()
             logs = self.train_step(group)
+            release_memory()  # batch shapes never repeat, so glibc's heap would only grow (toolkit/memory.py)
             clock.stepped(time.perf_counter() - began)
             if first:
                 first = False
@@ -193,6 +195,7 @@ class Trainer:
                 last, window, amount = now, [], 0.0
             if self.valid_cuts is not None and self.step % self.config.validate_every == 0:
                 self.validate()
+                release_memory()
             if self.step % self.config.checkpoint_every == 0:
                 clock.checkpointed(self.save_checkpoint)
                 saved = self.step
@@ -296,9 +299,11 @@ class BudgetClock:
 # The recipes' shared options ----------------------------------------------------------------------------------------
 
 def add_run_arguments(parser) -> None:
-    """The options every training recipe takes: config and overrides, data, run directory, resume, step budget,
-    trackers, export precision, threads."""
+    """The options every training recipe takes: config and overrides, data, run directory, resume, step and time
+    budgets, trackers, export precision and shards, threads."""
     from pathlib import Path
+
+    from toolkit.weights import add_shard_size_option
 
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE", help="config overrides")
@@ -313,6 +318,7 @@ def add_run_arguments(parser) -> None:
                         "with --max-minutes: 5)")
     parser.add_argument("--wandb", choices=["online", "offline", "disabled"], default="offline")
     parser.add_argument("--export-dtype", choices=["float32", "float16"], default="float32")
+    add_shard_size_option(parser)
     parser.add_argument("--threads", type=int, help="torch threads per process")
 
 

@@ -59,10 +59,11 @@ def _umask() -> int:
     return mask
 
 
-def sha256(path: PathLike) -> str:
-    """The SHA-256 of a file's bytes, read in 1 MiB blocks."""
+def sha256(*paths: PathLike) -> str:
+    """The SHA-256 of a file's bytes, read in 1 MiB blocks; of several files, of their bytes one after the other."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
+    for path in paths:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()

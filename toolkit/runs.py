@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -176,7 +177,14 @@ class MetricsLog:
 
 # Command-line entry points ------------------------------------------------------------------------------------------
 
-EXIT_ERROR, EXIT_INTERRUPTED = 1, 130
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with a bad command line answered in one line (``PROG: error: ...``) and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def run_cli(main: Callable[[], Optional[int]], prog: Optional[str] = None) -> None:

@@ -1,5 +1,9 @@
 """Release directories of the token models: ``config.json`` + ``model.safetensors`` + ``symbols.json`` (+ ``codec/``).
 
+The weights may instead be Hugging Face shards, ``model-00001-of-0000N.safetensors`` ... with
+``model.safetensors.index.json`` (``save_token_model(max_shard_bytes=...)``, ``export.py --shard-size-mb``); every
+reader takes either layout (``toolkit.weights``).
+
 ``config.json`` names the model type, its stages and config, the phonemizer of the symbol table and the codec the
 model was trained with: a copy inside the release (``"codec": {"path": "codec"}``), or a reference (a path, or
 ``"bundled"``) with the SHA-256 of its weights so a mismatched codec is caught when the model is loaded.
@@ -15,15 +19,15 @@ from pathlib import Path
 from typing import List, Optional, Sequence, Union
 
 import torch
-from safetensors.torch import save_file
 from toolkit.errors import InputError
 from toolkit.files import atomic_path, sha256
-from toolkit.weights import load_safetensors, load_strict
+from toolkit.weights import (NO_WEIGHTS, WEIGHTS_NAME, has_weights, load_safetensors, load_strict, load_strict_from,
+                             save_weights, weight_files)
 from tts.models.base import TokenModel
 from tts.text import SymbolTable
 
 FORMAT_VERSION = 1
-CONFIG_NAME, WEIGHTS_NAME, SYMBOLS_NAME = "config.json", "model.safetensors", "symbols.json"
+CONFIG_NAME, SYMBOLS_NAME = "config.json", "symbols.json"
 PathLike = Union[str, os.PathLike]
 
 
@@ -43,16 +47,24 @@ class Release:
 
 
 def weights_sha256(codec_path: PathLike) -> Optional[str]:
-    """SHA-256 of a codec's weights file (a release directory's model.safetensors, or a checkpoint file)."""
+    """SHA-256 of a codec's weights: of a checkpoint file, of a release directory's ``model.safetensors`` (as before
+    sharding existed, so older releases still verify), or of a sharded release's ``model.safetensors.index.json``
+    followed by its shards in file-name order (``model-00001-of-...`` first), hashed as one stream of bytes. None
+    when there are no weights to hash; an ``InputError`` for a sharded release whose index is unreadable or whose
+    shard is missing."""
     path = Path(codec_path)
-    path = path / WEIGHTS_NAME if path.is_dir() else path
+    if path.is_dir():
+        return sha256(*weight_files(path)) if has_weights(path) else None
     return sha256(path) if path.is_file() else None
 
 
 def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTable, codec: str,
-                     copy_codec: bool = False, dtype: Optional[torch.dtype] = None) -> Path:
+                     copy_codec: bool = False, dtype: Optional[torch.dtype] = None,
+                     max_shard_bytes: Optional[int] = None) -> Path:
     """Write a release of a registered token model; ``codec`` is what the training data was tokenized with (a codec
-    release directory, an official checkpoint or ``"bundled"``)."""
+    release directory, an official checkpoint or ``"bundled"``). With ``max_shard_bytes`` the weights are shards of at
+    most that many bytes of tensor data plus their index (``toolkit.weights.save_weights``); a copied codec keeps the
+    layout it has."""
     from codec import BUNDLED_DIR
 
     directory = Path(directory)
@@ -74,8 +86,7 @@ def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTabl
     for name, tensor in model.state_dict().items():
         tensor = tensor.detach().cpu().contiguous()
         state[name] = (tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor).clone()
-    with atomic_path(directory / WEIGHTS_NAME) as tmp:
-        save_file(state, str(tmp), metadata={"format": "pt"})
+    save_weights(state, directory, max_shard_bytes)
     symbols.save(directory / SYMBOLS_NAME)
     config = {"format_version": FORMAT_VERSION, "model_type": model.name, "stages": list(model.stages),
               "config": model.config.to_dict(), "phonemizer": symbols.frontend, "codec": reference}
@@ -88,10 +99,12 @@ def read_release_config(directory: PathLike) -> dict:
     directory = Path(directory)
     if not directory.is_dir():
         raise ReleaseError(f"{directory} is not a directory (a model release holds {CONFIG_NAME}, {WEIGHTS_NAME} "
-                           f"and {SYMBOLS_NAME})")
-    for name in (CONFIG_NAME, WEIGHTS_NAME, SYMBOLS_NAME):
-        if not (directory / name).is_file():
-            raise ReleaseError(f"{directory} is not a model release: {name} is missing")
+                           f"or its shards, and {SYMBOLS_NAME})")
+    for present, problem in (((directory / CONFIG_NAME).is_file(), f"{CONFIG_NAME} is missing"),
+                             (has_weights(directory), NO_WEIGHTS),
+                             ((directory / SYMBOLS_NAME).is_file(), f"{SYMBOLS_NAME} is missing")):
+        if not present:
+            raise ReleaseError(f"{directory} is not a model release: {problem}")
     try:
         data = json.loads((directory / CONFIG_NAME).read_text())
     except (OSError, ValueError) as err:
@@ -116,7 +129,7 @@ def load_token_model(directory: PathLike, map_location: Union[str, torch.device]
         raise ReleaseError(f"{directory}: {err}") from None
     try:
         model = kind.build(kind.config_class.from_dict(data["config"]), data.get("stages"))
-        load_strict(model, load_safetensors(directory / WEIGHTS_NAME), source=str(directory / WEIGHTS_NAME))
+        load_strict_from(model, directory)
         symbols = SymbolTable.load(directory / SYMBOLS_NAME)
     except (InputError, ValueError, TypeError, KeyError, AttributeError) as err:
         raise ReleaseError(f"{directory}: {err}") from None
@@ -154,10 +167,12 @@ def _codec(run: Path) -> str:
 
 
 def export_runs(runs: Sequence[PathLike], out: PathLike, checkpoint: Optional[str] = None,
-                dtype: Optional[torch.dtype] = None, copy_codec: bool = False) -> List[str]:
+                dtype: Optional[torch.dtype] = None, copy_codec: bool = False,
+                max_shard_bytes: Optional[int] = None) -> List[str]:
     """One release from the runs' checkpoints: the whole model of one run, or the stages of several runs of a model
     whose stages train separately (VALL-E's AR and NAR). Each run's latest checkpoint, or ``checkpoint`` (a
-    ``step-*`` name) of each. Returns a line per run saying what was taken from it."""
+    ``step-*`` name) of each; ``max_shard_bytes`` shards the release's weights. Returns a line per run saying what
+    was taken from it."""
     from tts.models.registry import model_class
 
     runs, out, lines = [Path(r) for r in runs], Path(out), []
@@ -188,5 +203,5 @@ def export_runs(runs: Sequence[PathLike], out: PathLike, checkpoint: Optional[st
     model = kind.build(config, [s for s in kind.all_stages if s in stages])
     load_strict(model, state, source=", ".join(str(r) for r in runs))
     save_token_model(model, out, SymbolTable.load(runs[-1] / "symbols.json"), _codec(runs[-1]),
-                     copy_codec=copy_codec, dtype=dtype)
+                     copy_codec=copy_codec, dtype=dtype, max_shard_bytes=max_shard_bytes)
     return lines

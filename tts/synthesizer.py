@@ -393,14 +393,14 @@ def _load_release_codec(release: Release) -> LanguageCodec:
     if path is not None and not Path(path).exists():
         raise SynthesisError(f"the model's codec {path} does not exist (export the release with --copy-codec to "
                              f"keep it inside the release directory)")
-    if release.codec_sha256 is not None:
-        from codec import BUNDLED_DIR
-
-        actual = weights_sha256(BUNDLED_DIR if path is None else path)
-        if actual is not None and actual != release.codec_sha256:
-            raise SynthesisError(f"the codec at {path or 'bundled'} is not the one the model was trained with "
-                                 f"(weights SHA-256 differs)")
     try:
+        if release.codec_sha256 is not None:
+            from codec import BUNDLED_DIR
+
+            actual = weights_sha256(BUNDLED_DIR if path is None else path)  # a sharded codec: a shard missing
+            if actual is not None and actual != release.codec_sha256:
+                raise SynthesisError(f"the codec at {path or 'bundled'} is not the one the model was trained with "
+                                     f"(weights SHA-256 differs)")
         codec = load_codec(path)
     except InputError as err:
         raise SynthesisError(f"the model's codec: {err}") from None

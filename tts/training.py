@@ -249,14 +249,15 @@ class TokenTrainer(Trainer):
         self.scheduler.load_state_dict(state["scheduler"])
 
     def export(self, directory: Optional[os.PathLike] = None, dtype: Optional[torch.dtype] = None,
-               copy_codec: bool = False) -> Path:
-        """The model as a release directory (config, weights, symbols, codec reference or copy)."""
+               copy_codec: bool = False, max_shard_bytes: Optional[int] = None) -> Path:
+        """The model as a release directory (config, weights, symbols, codec reference or copy); the weights as shards
+        of at most ``max_shard_bytes`` when given."""
         from tts.release import save_token_model
 
         directory = Path(directory) if directory else self.out / "release"
         if self.acc.is_main_process:
             save_token_model(self.unwrapped, directory, self.symbols, self.codec,
-                             copy_codec=copy_codec, dtype=dtype)
+                             copy_codec=copy_codec, dtype=dtype, max_shard_bytes=max_shard_bytes)
         self.acc.wait_for_everyone()
         return directory
 
@@ -300,6 +301,7 @@ def main(description: Optional[str] = None, argv: Optional[Sequence[str]] = None
     if args.resume and trainer.resume():  # a checkpoint that cannot be restored: run_cli's one line
         trainer.acc.print(f"resumed at step {trainer.step}")
     trainer.train(**run_budget(args))
-    release = trainer.export(dtype=getattr(torch, args.export_dtype), copy_codec=args.copy_codec)
+    release = trainer.export(dtype=getattr(torch, args.export_dtype), copy_codec=args.copy_codec,
+                             max_shard_bytes=args.max_shard_bytes)
     trainer.acc.print(f"release written to {release}")
     trainer.acc.end_training()

@@ -3,6 +3,10 @@
     python recipes/codec/export.py --run runs/codec_mini --out path/to/release --dtype float16
     python recipes/codec/export.py --run runs/codec_mini --checkpoint step-00006000 --out path/to/release
     python recipes/codec/export.py --run runs/codec_mini --out path/to/release --with-discriminators
+    python recipes/codec/export.py --run runs/codec_mini --out path/to/release --shard-size-mb 100
+
+--shard-size-mb N writes the weights as Hugging Face shards (model-00001-of-0000K.safetensors ... with
+model.safetensors.index.json) of at most N MB of tensor data each instead of one model.safetensors.
 
 --with-discriminators writes discriminators.safetensors and discriminators.json beside the generator, so that a run
 started from the release (recipes/codec/train.py --init-from) continues the adversarial phase with them.
@@ -17,14 +21,14 @@ from pathlib import Path
 import torch
 
 from codec import CodecConfig, LanguageCodec
-from toolkit.weights import load_safetensors, load_strict
+from toolkit.weights import add_shard_size_option, load_safetensors, load_strict
 from codec.discriminators import Discriminators
-from toolkit.runs import run_cli
+from toolkit.runs import OneLineParser, run_cli
 from codec.training import discriminator_config, save_discriminators
 
 
 def export(run: Path, out: Path, checkpoint: str = None, dtype: torch.dtype = None,
-           discriminators: bool = False) -> Path:
+           discriminators: bool = False, max_shard_bytes: int = None) -> Path:
     train_config = json.loads((run / "train_config.json").read_text())
     config = CodecConfig.from_dict(train_config["codec"])
     checkpoints = sorted(p for p in (run / "checkpoints").glob("step-*") if p.is_dir())
@@ -33,7 +37,7 @@ def export(run: Path, out: Path, checkpoint: str = None, dtype: torch.dtype = No
     path = run / "checkpoints" / checkpoint if checkpoint else checkpoints[-1]
     model = LanguageCodec(config)
     load_strict(model, load_safetensors(path / "model.safetensors"), source=str(path))  # the generator's weights
-    model.save_pretrained(out, dtype=dtype)
+    model.save_pretrained(out, dtype=dtype, max_shard_bytes=max_shard_bytes)
     if discriminators:  # Accelerate saves the prepared models in order: the generator, then the discriminators
         disc_config = discriminator_config(train_config["discriminators"])
         discs = Discriminators(disc_config)
@@ -44,14 +48,16 @@ def export(run: Path, out: Path, checkpoint: str = None, dtype: torch.dtype = No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--checkpoint", help="a step-* folder name (default: the latest)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32")
     parser.add_argument("--with-discriminators", action="store_true", help="write the discriminators too")
+    add_shard_size_option(parser)
     args = parser.parse_args()
-    used = export(args.run, args.out, args.checkpoint, getattr(torch, args.dtype), args.with_discriminators)
+    used = export(args.run, args.out, args.checkpoint, getattr(torch, args.dtype), args.with_discriminators,
+                  args.max_shard_bytes)
     print(f"{used} -> {args.out}")
 
 

@@ -43,7 +43,8 @@ def main() -> None:
         trainer.acc.print(f"started from {info['source']}" + (" with its discriminators" if info["discriminators"]
                                                                else ""))
     trainer.train(**run_budget(args))
-    release = trainer.export(dtype=getattr(torch, args.export_dtype), discriminators=args.export_discriminators)
+    release = trainer.export(dtype=getattr(torch, args.export_dtype), discriminators=args.export_discriminators,
+                             max_shard_bytes=args.max_shard_bytes)
     trainer.acc.print(f"release written to {release}")
     trainer.acc.end_training()
 

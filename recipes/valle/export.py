@@ -4,8 +4,11 @@ AR run and a NAR run, merged).
     python recipes/valle/export.py --run runs/valle_mini --out path/to/release --dtype float16
     python recipes/valle/export.py --run runs/valle_ar --run runs/valle_nar --out path/to/release --copy-codec
     python recipes/valle/export.py --run runs/mobilespeech_mini --out path/to/release --dtype float16
+    python recipes/valle/export.py --run runs/valle_mini --out path/to/release --shard-size-mb 100
 
 Each run's latest checkpoint is used (or --checkpoint NAME, applied to every run). Reads only safetensors and JSON.
+--shard-size-mb N writes the weights as Hugging Face shards (model-00001-of-0000K.safetensors ... with
+model.safetensors.index.json) of at most N MB of tensor data each instead of one model.safetensors.
 """
 
 import argparse
@@ -13,19 +16,22 @@ from pathlib import Path
 
 import torch
 
-from toolkit.runs import run_cli
+from toolkit.runs import OneLineParser, run_cli
+from toolkit.weights import add_shard_size_option
 from tts.release import export_runs
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", type=Path, action="append", required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--checkpoint", help="a step-* folder name (default: the latest of each run)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32")
     parser.add_argument("--copy-codec", action="store_true")
+    add_shard_size_option(parser)
     args = parser.parse_args()
-    for line in export_runs(args.run, args.out, args.checkpoint, getattr(torch, args.dtype), args.copy_codec):
+    for line in export_runs(args.run, args.out, args.checkpoint, getattr(torch, args.dtype), args.copy_codec,
+                            args.max_shard_bytes):
         print(line)
     print(f"release written to {args.out}")
 

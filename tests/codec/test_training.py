@@ -186,7 +186,7 @@ def test_validation_metrics_without_tracker(cuts, tmp_path):
 def test_init_from_release_continues_its_quality(cuts, tmp_path):
     """A run started from a release (--init-from) starts at the release's quality, with its codebooks' EMA state and
     its discriminators, and keeps it; a fresh run starts far worse. Another architecture is refused by name."""
-    from codec import CodecError
+    from codec import CodecError, LanguageCodec
 
     config = tiny_config(max_steps=400, reconstruction_only_steps=60, learning_rate=0.003, log_every=1000,
                          checkpoint_every=1000, lr_warmup_steps=5)
@@ -194,6 +194,10 @@ def test_init_from_release_continues_its_quality(cuts, tmp_path):
     first.train(stop_after=80)
     release = first.export(tmp_path / "release", discriminators=True)
     assert {p.name for p in release.iterdir()} >= {"discriminators.safetensors", "discriminators.json"}
+    sharded = first.export(tmp_path / "sharded", max_shard_bytes=1 << 18)  # the weights in shards of 0.25 MB
+    assert (sharded / "model.safetensors.index.json").is_file() and len(list(sharded.glob("model-0*"))) > 1
+    assert all(torch.equal(a, b) for a, b in zip(LanguageCodec.from_pretrained(sharded).state_dict().values(),
+                                                  LanguageCodec.from_pretrained(release).state_dict().values()))
     batch = next(first.batches())
 
     def mel(trainer):

@@ -82,6 +82,10 @@ def test_overfits_a_few_utterances_and_exports(built, tmp_path):
     assert loaded.model_type == "valle" and loaded.codec == str(codec.resolve())
     assert loaded.codec_sha256 == hashlib.sha256((codec / "model.safetensors").read_bytes()).hexdigest()
     assert torch.equal(loaded.model.ar.head.weight, trainer.unwrapped.ar.head.weight)
+    sharded = trainer.export(tmp_path / "sharded", dtype=torch.float32, max_shard_bytes=1 << 20)  # --shard-size-mb 1
+    assert (sharded / "model.safetensors.index.json").is_file() and len(list(sharded.glob("model-0*"))) > 1
+    assert all(torch.equal(a, b) for a, b in zip(load_token_model(sharded).model.state_dict().values(),
+                                                  loaded.model.state_dict().values()))
     # synthesis: a prompt of 40 frames of the first utterance, two texts
     prompt = batch.codes[0, :, :40]
     texts = [batch.phonemes[i, : batch.phoneme_lens[i]] for i in range(2)]

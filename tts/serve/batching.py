@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import ctypes
-import ctypes.util
 import logging
 import math
 import threading
@@ -24,31 +22,13 @@ from typing import Deque, Dict, Hashable, List, Optional, Sequence
 import numpy as np
 import torch
 
+from toolkit.memory import release_memory
 from tts.serve.voices import Voice
 from tts.synthesizer import Prompt, Sentence, Synthesizer
 
 log = logging.getLogger("tts.serve")
 
 PROMPT_CACHE = 32  # encoded voices kept; encoding one costs a codec pass over its prompt
-
-
-def _malloc_trim():
-    """glibc's ``malloc_trim``, or ``None`` elsewhere."""
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-    except (OSError, AttributeError):
-        return None
-
-
-MALLOC_TRIM = _malloc_trim()
-
-
-def release_memory() -> None:
-    """Hand the heap memory freed by a batch back to the OS. A batch's tensors come and go in sizes that vary with its
-    texts (and with when the model ends each one), and glibc keeps freed memory for reuse, so without this the
-    server's resident memory ratchets up to the largest batch it has seen; it costs milliseconds per batch."""
-    if MALLOC_TRIM is not None:
-        MALLOC_TRIM(0)
 
 
 class QueueFull(Exception):
