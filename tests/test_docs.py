@@ -183,10 +183,10 @@ def test_bundled_codec_commands(tmp_path):
     sf.write(tmp_path / "clips" / "c.wav", np.random.default_rng(1).standard_normal(24000).astype(np.float32) * 0.1,
              24000)
     train, export, evaluate = snippet("bash", "--init-from tts/assets/languagecodec-mini-step7000").strip().splitlines()
-    run(train, tmp_path, {"tts/assets": str(ROOT / "tts" / "assets"), "--stop-after 12000": "--stop-after 2",
+    run(train, tmp_path, {"tts/assets": str(ROOT / "tts" / "assets"), "--stop-after 17500": "--stop-after 2",
                           "--threads 1": "--threads 2 --wandb disabled --set train.checkpoint_every=2 "
                                          "train.batch_size=2"})
-    run(export, tmp_path, {"step-00012000": "step-00000002", "codec/assets": "out"})
+    run(export, tmp_path, {"step-00017500": "step-00000002", "codec/assets": "out"})
     assert (tmp_path / "out" / "languagecodec-mini" / "model.safetensors").is_file()
     out = run(evaluate, tmp_path, {"codec/assets": "out", "../shared/speech": "clips --no-vuv"}).stdout
     assert "| languagecodec-mini | 8 | 6 |" in out
