@@ -178,7 +178,8 @@ class Trainer:
             group = [next(stream) for _ in range(self.accumulation)]
             began = time.perf_counter()
             logs = self.train_step(group)
-            release_memory()  # batch shapes never repeat, so glibc's heap would only grow (toolkit/memory.py)
+            if self.acc.device.type == "cpu":  # batch shapes never repeat, so glibc's heap would only grow; on an
+                release_memory()  # accelerator the tensors are not on that heap, and the call would be pure cost
             clock.stepped(time.perf_counter() - began)
             if first:
                 first = False
@@ -195,7 +196,8 @@ class Trainer:
                 last, window, amount = now, [], 0.0
             if self.valid_cuts is not None and self.step % self.config.validate_every == 0:
                 self.validate()
-                release_memory()
+                if self.acc.device.type == "cpu":
+                    release_memory()
             if self.step % self.config.checkpoint_every == 0:
                 clock.checkpointed(self.save_checkpoint)
                 saved = self.step
