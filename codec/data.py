@@ -1,4 +1,5 @@
-"""Training data for the codec: random fixed-length crops of Lhotse cuts, peak-normalized to a random level."""
+"""Training data for the codec: random fixed-length crops of Lhotse cuts (or of a training pack's clips),
+peak-normalized to a random level."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Tuple
 
 import numpy as np
 import torch
+
+from toolkit.pack import PackSampler, is_pack_data
 
 
 class AudioCropDataset(torch.utils.data.Dataset):
@@ -41,3 +44,14 @@ class AudioCropDataset(torch.utils.data.Dataset):
                     level = self.gain_db[0] + (self.gain_db[1] - self.gain_db[0]) * float(torch.rand(()))
                     out[i] *= 10 ** (level / 20) / peak
         return out
+
+
+def clip_sampler(cuts, batch_size: int, seed: int, world_size: int = 1, rank: int = 0):
+    """Batches of ``batch_size`` cuts in random order, each rank its share, short batches dropped: Lhotse's
+    ``DynamicCutSampler`` for cuts, ``PackSampler`` for a pack's clips (both resume from ``state_dict()``)."""
+    if is_pack_data(cuts):
+        return PackSampler(cuts, max_cuts=batch_size, seed=seed, world_size=world_size, rank=rank, drop_last=True)
+    from lhotse.dataset import DynamicCutSampler
+
+    return DynamicCutSampler(cuts, max_cuts=batch_size, shuffle=True, seed=seed, world_size=world_size, rank=rank,
+                             drop_last=True)

@@ -26,7 +26,7 @@ from toolkit.engine import RunConfig, Trainer
 from toolkit.runs import LOOP_FIELDS, NonFiniteLossError, agree_finite, warmup_cosine
 
 from .config import CodecConfig
-from .data import AudioCropDataset
+from .data import AudioCropDataset, clip_sampler
 from .discriminators import DiscriminatorConfig, Discriminators, SubOutput
 from .losses import LossWeights, MelLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from .model import LanguageCodec
@@ -98,8 +98,6 @@ class CodecTrainer(Trainer):
 
     def __init__(self, config: TrainConfig, train_cuts, out_dir: os.PathLike, valid_cuts=None, accelerator=None,
                  log_with: Optional[str] = None, tracker_kwargs: Optional[dict] = None):
-        from lhotse.dataset import DynamicCutSampler
-
         super().__init__(config, out_dir, "languagecodec", accelerator, log_with, tracker_kwargs)
         self.model = LanguageCodec(config.codec)
         self.discs = Discriminators(config.discriminators)
@@ -113,9 +111,8 @@ class CodecTrainer(Trainer):
         offset = config.reconstruction_only_steps
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, schedule)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda step: schedule(step + offset))
-        self.sampler = DynamicCutSampler(train_cuts, max_cuts=config.batch_size, shuffle=True, seed=config.seed,
-                                         world_size=self.acc.num_processes, rank=self.acc.process_index,
-                                         drop_last=True)
+        self.sampler = clip_sampler(train_cuts, config.batch_size, config.seed, self.acc.num_processes,
+                                    self.acc.process_index)
         segment = int(config.segment_seconds * config.codec.sample_rate)
         self.loader = torch.utils.data.DataLoader(AudioCropDataset(segment, sample_rate=config.codec.sample_rate),
                                                   sampler=self.sampler, batch_size=None,
@@ -244,7 +241,6 @@ class CodecTrainer(Trainer):
         """
         from toolkit.weights import load_safetensors, load_strict
 
-        from .errors import CodecError
         from .model import LanguageCodec
 
         path = resolve_init_source(source)
@@ -252,10 +248,7 @@ class CodecTrainer(Trainer):
             released = LanguageCodec.from_pretrained(path)
         else:
             released = LanguageCodec.from_official_checkpoint(path)
-        differences = _architecture_diff(released.config.to_dict(), self.config.codec.to_dict())
-        if differences:
-            raise CodecError(f"{source} has another codec architecture than this run's config: "
-                             f"{', '.join(differences)}")
+        check_architecture(released.config, self.config.codec, source)
         load_strict(self.codec, released.state_dict(), source=str(path))
         info: Dict[str, object] = {"source": str(path), "discriminators": False}
         weights, config = path / DISCRIMINATORS_WEIGHTS, path / DISCRIMINATORS_CONFIG
@@ -300,13 +293,12 @@ class CodecTrainer(Trainer):
         return results
 
     def _log_audio(self, codec: LanguageCodec, clips: List[torch.Tensor]) -> None:
-        try:
-            tracker = self.acc.get_tracker("wandb", unwrap=True)
-        except (ValueError, KeyError):
-            return
-        if tracker is None or not clips:
+        # Only a run that logs to wandb: get_tracker hands back a placeholder when there is none.
+        if not clips or not any(t.name == "wandb" for t in self.acc.trackers):
             return
         import wandb
+
+        tracker = self.acc.get_tracker("wandb", unwrap=True)
 
         wav = clips[0]
         rec = codec.decode(codec.encode(wav[None].to(self.acc.device)))[0, 0].cpu()
@@ -340,6 +332,16 @@ def save_discriminators(discs: nn.Module, config: DiscriminatorConfig, directory
         save_file(state, str(tmp), metadata={"format": "pt"})
     with atomic_path(directory / DISCRIMINATORS_CONFIG) as tmp:
         tmp.write_text(json.dumps(dataclasses.asdict(config), indent=1) + "\n")
+
+
+def check_architecture(released: CodecConfig, run: CodecConfig, source: Union[str, os.PathLike]) -> None:
+    """A ``CodecError`` naming the differences when a release (from ``source``) is not of the run config's codec
+    architecture (the quantizer's training-only fields aside)."""
+    from .errors import CodecError
+
+    differences = _architecture_diff(released.to_dict(), run.to_dict())
+    if differences:
+        raise CodecError(f"{source} has another codec architecture than this run's config: {', '.join(differences)}")
 
 
 def _architecture_diff(theirs: dict, ours: dict, prefix: str = "") -> List[str]:

@@ -9,7 +9,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 import pytest
 from lhotse import CutSet
@@ -151,3 +151,35 @@ def shortest_speaker_clips(clips: Path, out: Path) -> Path:
         writer.writeheader()
         writer.writerows(keep)
     return out
+
+
+def minimal_site(folder: Path, packages: Sequence[str]) -> Path:
+    """A folder to put first on ``PYTHONPATH`` so that Python sees, of this environment's installed packages, only
+    ``packages`` and what they require (their installed files, linked): a machine that has nothing else. Returns the
+    folder (its ``sitecustomize.py`` swaps site-packages for the linked subset)."""
+    import importlib.metadata as metadata
+    import site
+
+    wanted, todo = {}, list(packages)
+    while todo:
+        name = re.split(r"[\s;<>=!~\[(]", todo.pop().strip())[0]
+        key = name.lower().replace("_", "-")
+        if key in wanted:
+            continue
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        wanted[key] = dist
+        todo += [req for req in dist.requires or [] if "extra ==" not in req]
+    shadow = Path(folder) / "site-packages"
+    shadow.mkdir(parents=True)
+    installed = Path(site.getsitepackages()[0])
+    for dist in wanted.values():
+        for top in {Path(str(f)).parts[0] for f in dist.files or []} - {".."}:
+            if (installed / top).exists() and not (shadow / top).exists():
+                (shadow / top).symlink_to(installed / top)
+    (Path(folder) / "sitecustomize.py").write_text(
+        "import sys\n"
+        f"sys.path[:] = [p for p in sys.path if not p.endswith('site-packages')] + [{str(shadow)!r}]\n")
+    return Path(folder)

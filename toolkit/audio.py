@@ -1,4 +1,7 @@
-"""Reading and writing audio files: any format soundfile reads, downmixed to mono, resampled with soxr."""
+"""Reading and writing audio files: any format soundfile reads, downmixed to mono, resampled with soxr.
+
+soundfile and soxr are imported where they are used: training on a pack (``toolkit.pack``) needs neither.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,6 @@ from pathlib import Path
 from typing import Union
 
 import numpy as np
-import soundfile as sf
-import soxr
 import torch
 
 from toolkit.errors import InputError
@@ -27,6 +28,8 @@ def load_audio(path: PathLike, sample_rate: int) -> torch.Tensor:
     Raises:
         InputError: the file is missing, unreadable, empty, or holds non-finite samples.
     """
+    import soundfile as sf
+
     path = Path(path)
     if not path.is_file():
         raise InputError(f"audio file {path} does not exist")
@@ -45,6 +48,8 @@ def resample(wav: np.ndarray, rate: int, target: int) -> np.ndarray:
     """Resample a 1-D float32 array from ``rate`` to ``target`` Hz (soxr HQ); a no-op when they are equal."""
     if rate == target:
         return np.ascontiguousarray(wav, dtype=np.float32)
+    import soxr
+
     return soxr.resample(wav.astype(np.float32), rate, target, quality="HQ").astype(np.float32)
 
 
@@ -53,6 +58,8 @@ def save_audio(path: PathLike, wav: Union[torch.Tensor, np.ndarray], sample_rate
 
     The format follows the suffix (``.wav``, ``.flac``, ...). Samples beyond [-1, 1] are clipped.
     """
+    import soundfile as sf
+
     path = Path(path)
     if torch.is_tensor(wav):
         wav = wav.detach().float().cpu().numpy()

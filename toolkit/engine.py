@@ -85,6 +85,7 @@ class Trainer:
 
     progress_keys: Sequence[str] = ()
     throughput_key = "items_per_second"
+    seconds_per_amount = 1.0  # seconds of audio per unit of ``amount`` (a token model counts frames)
     accumulation = 1
     label: Optional[str] = None
 
@@ -160,7 +161,9 @@ class Trainer:
 
         The times to start up (process start to this call), to the first batch and of the first step (which holds
         any compilation) are logged as ``time/startup_s``, ``time/first_batch_s`` and ``time/first_step_s``; a run
-        that ends by its time budget logs ``time/budget_stop_step``.
+        that ends by its time budget logs ``time/budget_stop_step``. At the end, what this call did: ``call/steps``,
+        ``call/seconds`` (of training, checkpoints and validation included) and ``call/audio_seconds`` (of
+        training audio, all processes together).
         """
         from tqdm import tqdm
 
@@ -171,7 +174,7 @@ class Trainer:
                    desc=self.label or self.name, unit="step", dynamic_ncols=True)
         stream = self.batches()
         last, window, amount = time.perf_counter(), [], 0.0
-        first = True
+        first, start_step, began_training, seen = True, self.step, time.perf_counter(), 0.0
         saved = self.step if self.step % self.config.checkpoint_every == 0 else None  # the step last checkpointed
         while self.step < end:
             fetch = time.perf_counter()
@@ -184,16 +187,14 @@ class Trainer:
             if first:
                 first = False
                 self.log_start_times(clock, began - fetch, time.perf_counter() - began)
-            amount += sum(self.amount(b) for b in group) * self.acc.num_processes
+            held = sum(self.amount(b) for b in group) * self.acc.num_processes
+            amount, seen = amount + held, seen + held
             window.append(logs)
             bar.update(1)
             if self.step % self.config.log_every == 0:
-                now = time.perf_counter()
-                mean = {k: sum(d.get(k, 0.0) for d in window) / len(window) for k in window[-1]}
-                mean[self.throughput_key] = amount / (now - last)
-                self.log({f"train/{k}": v for k, v in mean.items()})
+                mean = self._log_window(window, amount, last)
                 bar.set_postfix({k: f"{mean[k]:.3f}" for k in self.progress_keys if k in mean})
-                last, window, amount = now, [], 0.0
+                last, window, amount = time.perf_counter(), [], 0.0
             if self.valid_cuts is not None and self.step % self.config.validate_every == 0:
                 self.validate()
                 if self.acc.device.type == "cpu":
@@ -210,8 +211,19 @@ class Trainer:
                 clock.checkpointed(self.save_checkpoint)
                 saved = self.step
         bar.close()
+        if window:  # the steps since the last log line (a budget can end a run between two)
+            self._log_window(window, amount, last)
         if saved != self.step:
             self.save_checkpoint()
+        self.log({"call/steps": self.step - start_step, "call/seconds": time.perf_counter() - began_training,
+                  "call/audio_seconds": seen * self.seconds_per_amount})
+
+    def _log_window(self, window: List[dict], amount: float, since: float) -> dict:
+        """Log the means of a window of step logs and the throughput since ``since``; returns the means."""
+        mean = {k: sum(d.get(k, 0.0) for d in window) / len(window) for k in window[-1]}
+        mean[self.throughput_key] = amount / max(time.perf_counter() - since, 1e-9)
+        self.log({f"train/{k}": v for k, v in mean.items()})
+        return mean
 
     def log_start_times(self, clock: "BudgetClock", first_batch: float, first_step: float) -> None:
         times = {"time/startup_s": clock.startup, "time/first_batch_s": first_batch, "time/first_step_s": first_step}
@@ -301,15 +313,18 @@ class BudgetClock:
 # The recipes' shared options ----------------------------------------------------------------------------------------
 
 def add_run_arguments(parser) -> None:
-    """The options every training recipe takes: config and overrides, data, run directory, resume, step and time
-    budgets, trackers, export precision and shards, threads."""
+    """The options every training recipe takes: config and overrides, data (cuts or a pack), run directory, resume,
+    step and time budgets, trackers, export precision and shards, threads."""
     from pathlib import Path
 
     from toolkit.weights import add_shard_size_option
 
     parser.add_argument("--config", type=Path, required=True)
     parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE", help="config overrides")
-    parser.add_argument("--train-cuts", type=Path, required=True)
+    data = parser.add_mutually_exclusive_group(required=True)
+    data.add_argument("--train-cuts", type=Path)
+    data.add_argument("--pack", type=Path, help="a training pack (recipes/gpu/pack.py): its training and validation "
+                      "data, symbols and codec, read without Lhotse")
     parser.add_argument("--valid-cuts", type=Path)
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out-dir")
@@ -322,6 +337,16 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--export-dtype", choices=["float32", "float16"], default="float32")
     add_shard_size_option(parser)
     parser.add_argument("--threads", type=int, help="torch threads per process")
+
+
+def open_pack(args):
+    """The training pack of ``--pack`` (``toolkit.pack.Pack``); a ``ValueError`` with one line when it is not one or
+    ``--valid-cuts`` is given too (a pack holds its validation data)."""
+    from toolkit.pack import Pack
+
+    if args.valid_cuts:
+        raise ValueError("--valid-cuts does not go with --pack: the pack holds its validation data")
+    return Pack(args.pack)
 
 
 def run_budget(args) -> dict:

@@ -60,19 +60,20 @@ def weights_sha256(codec_path: PathLike) -> Optional[str]:
 
 def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTable, codec: str,
                      copy_codec: bool = False, dtype: Optional[torch.dtype] = None,
-                     max_shard_bytes: Optional[int] = None) -> Path:
+                     max_shard_bytes: Optional[int] = None, codec_files: Optional[PathLike] = None) -> Path:
     """Write a release of a registered token model; ``codec`` is what the training data was tokenized with (a codec
     release directory, an official checkpoint or ``"bundled"``). With ``max_shard_bytes`` the weights are shards of at
     most that many bytes of tensor data plus their index (``toolkit.weights.save_weights``); a copied codec keeps the
-    layout it has."""
+    layout it has. ``codec_files``: where that codec's files are when not at ``codec`` (a training pack's copy of
+    the bundled codec, on a machine without the bundle); the release still names ``codec``."""
     from codec import BUNDLED_DIR
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    source = BUNDLED_DIR if codec == "bundled" else Path(codec)
+    source = Path(codec_files) if codec_files else BUNDLED_DIR if codec == "bundled" else Path(codec)
     from codec import load_codec
 
-    rates = load_codec(None if codec == "bundled" else source)
+    rates = load_codec(None if source == BUNDLED_DIR else source)
     reference = {"path": "bundled" if codec == "bundled" else str(Path(codec).resolve()),
                  "sha256": weights_sha256(source), "sample_rate": rates.sample_rate, "frame_rate": rates.frame_rate}
     if copy_codec:

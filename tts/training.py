@@ -21,7 +21,7 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import nn
 
-from toolkit.engine import RunConfig, Trainer, add_run_arguments, run_budget, start_run
+from toolkit.engine import RunConfig, Trainer, add_run_arguments, open_pack, run_budget, start_run
 from toolkit.config import build, preset_section, read_run_file
 from toolkit.runs import LOOP_FIELDS, NonFiniteLossError, agree_finite, warmup_cosine
 from tts.data.dataset import TokenBatch, TokenDataset, cut_codes, make_sampler
@@ -115,16 +115,18 @@ class TokenTrainer(Trainer):
         symbols: the data's symbol table.
         out_dir: run directory (``checkpoints/``, ``release/``, ``train_config.json``, tracker files).
         codec: what the data was tokenized with (recorded in the release).
+        codec_files: where that codec's files are when not at ``codec`` (a training pack's copy).
     """
 
     throughput_key = "frames_per_second"
 
     def __init__(self, config: TokenTrainConfig, train_cuts, symbols: SymbolTable, out_dir: os.PathLike,
                  valid_cuts=None, codec: str = "bundled", accelerator=None, log_with: Optional[str] = None,
-                 tracker_kwargs: Optional[dict] = None):
+                 tracker_kwargs: Optional[dict] = None, codec_files: Optional[os.PathLike] = None):
         from accelerate.utils import DistributedDataParallelKwargs
 
-        self.symbols, self.codec = symbols, codec
+        self.symbols, self.codec, self.codec_files = symbols, codec, codec_files
+        self.seconds_per_amount = 1.0 / config.frame_rate
         self.kind = model_class(config.model_type)
         self.progress_keys = self.kind.progress_keys
         self.accumulation = config.grad_accumulation
@@ -256,8 +258,8 @@ class TokenTrainer(Trainer):
 
         directory = Path(directory) if directory else self.out / "release"
         if self.acc.is_main_process:
-            save_token_model(self.unwrapped, directory, self.symbols, self.codec,
-                             copy_codec=copy_codec, dtype=dtype, max_shard_bytes=max_shard_bytes)
+            save_token_model(self.unwrapped, directory, self.symbols, self.codec, copy_codec=copy_codec, dtype=dtype,
+                             max_shard_bytes=max_shard_bytes, codec_files=self.codec_files)
         self.acc.wait_for_everyone()
         return directory
 
@@ -277,27 +279,36 @@ def main(description: Optional[str] = None, argv: Optional[Sequence[str]] = None
     the config's ``model_type`` selects the model."""
     import argparse
 
-    from lhotse import CutSet
-
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser)
-    parser.add_argument("--symbols", type=Path, help="default: symbols.json beside --train-cuts")
-    parser.add_argument("--codec", default="bundled", help="codec release directory, official checkpoint or bundled")
+    parser.add_argument("--symbols", type=Path, help="default: symbols.json beside --train-cuts (or the pack's)")
+    parser.add_argument("--codec", help="codec release directory, official checkpoint or bundled (default: bundled; "
+                        "with --pack, the pack's)")
     parser.add_argument("--copy-codec", action="store_true", help="copy the codec into the release")
     args = parser.parse_args(argv)
     trackers = start_run(args)
-    symbols = SymbolTable.load(args.symbols or args.train_cuts.parent / "symbols.json")
-    dims = codec_dimensions(args.codec)
-    train_cuts = CutSet.from_file(args.train_cuts)
+    if args.pack:
+        pack = open_pack(args)
+        train_cuts = pack.token_cuts("train")
+        valid_cuts = pack.token_cuts("valid") if pack.has("tokens", "valid") else None
+        symbols = SymbolTable.load(args.symbols or pack.symbols)
+        codec, codec_files = (args.codec, None) if args.codec else (pack.codec_reference, pack.codec)
+    else:
+        from lhotse import CutSet
+
+        train_cuts = CutSet.from_file(args.train_cuts)
+        valid_cuts = CutSet.from_file(args.valid_cuts) if args.valid_cuts else None
+        symbols = SymbolTable.load(args.symbols or args.train_cuts.parent / "symbols.json")
+        codec, codec_files = args.codec or "bundled", None
+    dims = codec_dimensions(str(codec_files or codec))
     stored = cut_codes(next(iter(train_cuts))).shape[1]
     if stored != dims["num_codebooks"]:
-        raise SystemExit(f"error: the cuts hold {stored} codebooks, the codec {args.codec} has "
+        raise SystemExit(f"error: the cuts hold {stored} codebooks, the codec {codec} has "
                          f"{dims['num_codebooks']}: they were tokenized with another codec")
     config = load_token_train_config(args.config, len(symbols), dims["num_codebooks"], dims["codebook_size"],
                                      args.set + [f"train.frame_rate={dims['frame_rate']}"])
-    trainer = TokenTrainer(config, train_cuts, symbols, args.out_dir,
-                           valid_cuts=CutSet.from_file(args.valid_cuts) if args.valid_cuts else None,
-                           codec=args.codec, **trackers)
+    trainer = TokenTrainer(config, train_cuts, symbols, args.out_dir, valid_cuts=valid_cuts, codec=codec,
+                           codec_files=codec_files, **trackers)
     if args.resume and trainer.resume():  # a checkpoint that cannot be restored: run_cli's one line
         trainer.acc.print(f"resumed at step {trainer.step}")
     trainer.train(**run_budget(args))

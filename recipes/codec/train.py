@@ -17,9 +17,8 @@ them); the optimizers start anew with the config's warm-up. With --resume, an ex
 import argparse
 
 import torch
-from lhotse import CutSet
 
-from toolkit.engine import add_run_arguments, run_budget, start_run
+from toolkit.engine import add_run_arguments, open_pack, run_budget, start_run
 from toolkit.runs import run_cli
 from codec.training import CodecTrainer, load_train_config
 
@@ -34,8 +33,15 @@ def main() -> None:
     args = parser.parse_args()
     trackers = start_run(args)
     config = load_train_config(args.config, args.set)
-    trainer = CodecTrainer(config, CutSet.from_file(args.train_cuts), args.out_dir,
-                           valid_cuts=CutSet.from_file(args.valid_cuts) if args.valid_cuts else None, **trackers)
+    if args.pack:
+        pack = open_pack(args)
+        train, valid = pack.audio_clips("train"), pack.audio_clips("valid") if pack.has("audio", "valid") else None
+    else:
+        from lhotse import CutSet
+
+        train = CutSet.from_file(args.train_cuts)
+        valid = CutSet.from_file(args.valid_cuts) if args.valid_cuts else None
+    trainer = CodecTrainer(config, train, args.out_dir, valid_cuts=valid, **trackers)
     if args.resume and trainer.resume():  # a checkpoint that cannot be restored: run_cli's one line
         trainer.acc.print(f"resumed at step {trainer.step}")
     elif args.init_from:

@@ -13,11 +13,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-import torch
-from lhotse import CutSet
-from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
 import numpy as np
+import torch
 
+from toolkit.pack import PackSampler, is_pack_data
 from tts.text import SymbolTable
 
 CODE_PAD = -1
@@ -81,7 +80,7 @@ class TokenDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, symbols: SymbolTable, frame_rate: int = 75, prompt_seconds: float = 3.0,
-                 other_utterance_prob: float = 0.0, prompt_pool: Optional[CutSet] = None, seed: int = 0):
+                 other_utterance_prob: float = 0.0, prompt_pool=None, seed: int = 0):
         self.symbols = symbols
         self.prompt_frames = int(round(prompt_seconds * frame_rate))
         self.other_utterance_prob = other_utterance_prob
@@ -91,8 +90,8 @@ class TokenDataset(torch.utils.data.Dataset):
             for cut in prompt_pool:
                 self.by_speaker[cut.supervisions[0].speaker].append(cut)
 
-    def __getitem__(self, cuts: CutSet) -> TokenBatch:
-        cuts = cuts.sort_by_duration(ascending=False)
+    def __getitem__(self, cuts) -> TokenBatch:
+        cuts = sorted(cuts, key=lambda c: c.duration, reverse=True)  # as CutSet.sort_by_duration(ascending=False)
         rng = random.Random(zlib.crc32(" ".join(c.id for c in cuts).encode()) + self.seed)  # stable across runs
         phonemes = [torch.tensor(self.symbols.encode(c.supervisions[0].custom["phonemes"].split(" ")))
                     for c in cuts]
@@ -149,14 +148,19 @@ def stored_durations(cut, num_tokens: int, num_frames: int) -> Optional[torch.Te
     return frames
 
 
-def make_sampler(cuts: CutSet, max_duration: float, shuffle: bool = True, seed: int = 0, world_size: int = 1,
+def make_sampler(cuts, max_duration: float, shuffle: bool = True, seed: int = 0, world_size: int = 1,
                  rank: int = 0, num_buckets: int = 10, drop_last: bool = False):
     """Duration-bucketed dynamic batches of at most ``max_duration`` seconds; each rank gets its own share.
 
     Fewer than 8 cuts (or ``num_buckets`` < 2) get plain dynamic batches: there is nothing to bucket, and Lhotse's
     bucketing needs two buckets at least. Its ``state_dict()`` goes into training checkpoints so a resumed run
-    continues mid-epoch.
+    continues mid-epoch. The cuts of a training pack (``toolkit.pack``) get its ``PackSampler``, alike.
     """
+    if is_pack_data(cuts):
+        return PackSampler(cuts, max_duration=max_duration, shuffle=shuffle, seed=seed, num_buckets=num_buckets,
+                           world_size=world_size, rank=rank)
+    from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
+
     if hasattr(cuts, "__len__"):
         num_buckets = min(num_buckets, math.ceil(len(cuts) / 4))
     if num_buckets < 2:
