@@ -53,11 +53,21 @@ class TrainConfig(RunConfig):
     reconstruction_only_steps: int = 0
     grad_clip: float = 10.0
     validation_clips: int = 4
+    noise_floor_db: Optional[tuple] = None
 
     FIELDS = {
         **LOOP_FIELDS, "batch_size": "positive int", "segment_seconds": "positive number",
         "lr_warmup_steps": "int >= 0", "reconstruction_only_steps": "int >= 0", "validation_clips": "int >= 0",
     }
+
+    def __post_init__(self):
+        super().__post_init__()
+        floor = self.noise_floor_db
+        if floor is not None and not (isinstance(floor, (list, tuple)) and len(floor) == 2 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and v <= 0 for v in floor)
+                and floor[0] <= floor[1]):
+            raise ValueError(f"train.noise_floor_db must be null or [low, high] dBFS with low <= high <= 0, "
+                             f"got {floor!r}")
 
 
 
@@ -114,7 +124,9 @@ class CodecTrainer(Trainer):
         self.sampler = clip_sampler(train_cuts, config.batch_size, config.seed, self.acc.num_processes,
                                     self.acc.process_index)
         segment = int(config.segment_seconds * config.codec.sample_rate)
-        self.loader = torch.utils.data.DataLoader(AudioCropDataset(segment, sample_rate=config.codec.sample_rate),
+        dataset = AudioCropDataset(segment, sample_rate=config.codec.sample_rate,
+                                   noise_db=tuple(config.noise_floor_db) if config.noise_floor_db else None)
+        self.loader = torch.utils.data.DataLoader(dataset,
                                                   sampler=self.sampler, batch_size=None,
                                                   num_workers=config.num_workers,
                                                   # its own generator: starting an epoch must not draw from the

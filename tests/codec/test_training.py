@@ -300,3 +300,27 @@ def test_resume_stops_when_no_checkpoint_is_complete(cuts, tmp_path):
         (checkpoints / "step-00000002" / "optimizer.bin").read_bytes())
     trainer = CodecTrainer(config, cuts, tmp_path)
     assert trainer.resume() and trainer.step == 4
+
+
+def test_noise_floor_augmentation(cuts):
+    """``train.noise_floor_db`` adds white noise at a drawn level to every crop (so a codec cannot learn to gate
+    quiet input into digital silence); without it the crops are as before, bit for bit."""
+    from codec.data import AudioCropDataset
+
+    silent = cuts.map(lambda c: c.perturb_volume(1e-9))  # effectively digital silence
+    plain = AudioCropDataset(8000, gain_db=None)
+    torch.manual_seed(0)
+    assert plain[silent].abs().max() < 1e-8
+    noisy = AudioCropDataset(8000, gain_db=None, noise_db=(-40.0, -40.0))
+    torch.manual_seed(0)
+    rms = noisy[silent].pow(2).mean(dim=1).sqrt()
+    assert torch.allclose(rms, torch.full_like(rms, 0.01), rtol=0.05)  # -40 dBFS
+    torch.manual_seed(1)
+    a = AudioCropDataset(8000)[cuts]
+    torch.manual_seed(1)
+    b = AudioCropDataset(8000, noise_db=None)[cuts]
+    assert torch.equal(a, b)
+    assert tuple(tiny_config(noise_floor_db="[-90,-45]").noise_floor_db) == (-90, -45)
+    for bad in ("[-40,-60]", "[-40]", "[3,5]"):
+        with pytest.raises(ValueError, match="noise_floor_db"):
+            tiny_config(noise_floor_db=bad)
