@@ -11,6 +11,7 @@ same weights as a run that never stopped. The loop, logging, guard and checkpoin
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import os
 from contextlib import contextmanager, nullcontext
@@ -100,6 +101,7 @@ class CodecTrainer(Trainer):
         out_dir: run directory: ``checkpoints/step-XXXXXXXX/``, ``release/``, ``train_config.json``, tracker files.
         valid_cuts: held-out cuts for validation (mel distance, and PESQ/STOI when installed).
         accelerator: an ``accelerate.Accelerator``; by default one is made from the config.
+        per_rank: ``train_cuts`` are this process's share already (Shar shards per rank, ``toolkit.cuts``).
     """
 
     label = "codec"
@@ -107,7 +109,7 @@ class CodecTrainer(Trainer):
     progress_keys = ("mel", "loss_g")
 
     def __init__(self, config: TrainConfig, train_cuts, out_dir: os.PathLike, valid_cuts=None, accelerator=None,
-                 log_with: Optional[str] = None, tracker_kwargs: Optional[dict] = None):
+                 log_with: Optional[str] = None, tracker_kwargs: Optional[dict] = None, per_rank: bool = False):
         super().__init__(config, out_dir, "languagecodec", accelerator, log_with, tracker_kwargs)
         self.model = LanguageCodec(config.codec)
         self.discs = Discriminators(config.discriminators)
@@ -121,8 +123,8 @@ class CodecTrainer(Trainer):
         offset = config.reconstruction_only_steps
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, schedule)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda step: schedule(step + offset))
-        self.sampler = clip_sampler(train_cuts, config.batch_size, config.seed, self.acc.num_processes,
-                                    self.acc.process_index)
+        world, rank = (1, 0) if per_rank else (self.acc.num_processes, self.acc.process_index)
+        self.sampler = clip_sampler(train_cuts, config.batch_size, config.seed, world, rank)
         segment = int(config.segment_seconds * config.codec.sample_rate)
         dataset = AudioCropDataset(segment, sample_rate=config.codec.sample_rate,
                                    noise_db=tuple(config.noise_floor_db) if config.noise_floor_db else None)
@@ -290,7 +292,7 @@ class CodecTrainer(Trainer):
             codec = self.codec
             codec.eval()
             clips = []
-            for cut in list(self.valid_cuts)[: self.config.validation_clips]:
+            for cut in itertools.islice(self.valid_cuts, self.config.validation_clips):
                 cut = cut.resample(codec.sample_rate) if cut.sampling_rate != codec.sample_rate else cut
                 clips.append(torch.from_numpy(cut.load_audio().mean(axis=0)[: 10 * codec.sample_rate]))
             for k in sorted({codec.num_codebooks, min(4, codec.num_codebooks)}):

@@ -339,6 +339,16 @@ def add_run_arguments(parser) -> None:
     parser.add_argument("--threads", type=int, help="torch threads per process")
 
 
+def process_rank() -> tuple:
+    """(rank, world size) of this process before the trainer's Accelerator exists (to open this rank's data), from
+    the state the Accelerator will take: ``ACCELERATE_USE_CPU`` must reach it, or a CPU launch counts one process."""
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
+    return state.process_index, state.num_processes
+
+
 def open_pack(args):
     """The training pack of ``--pack`` (``toolkit.pack.Pack``); a ``ValueError`` with one line when it is not one or
     ``--valid-cuts`` is given too (a pack holds its validation data)."""

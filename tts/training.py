@@ -21,8 +21,9 @@ from typing import Dict, Optional, Sequence
 import torch
 from torch import nn
 
-from toolkit.engine import RunConfig, Trainer, add_run_arguments, open_pack, run_budget, start_run
+from toolkit.engine import RunConfig, Trainer, add_run_arguments, open_pack, process_rank, run_budget, start_run
 from toolkit.config import build, preset_section, read_run_file
+from toolkit.cuts import beside, open_cuts
 from toolkit.runs import LOOP_FIELDS, NonFiniteLossError, agree_finite, warmup_cosine
 from tts.data.dataset import TokenBatch, TokenDataset, cut_codes, make_sampler
 from tts.models.base import TokenModel
@@ -116,13 +117,15 @@ class TokenTrainer(Trainer):
         out_dir: run directory (``checkpoints/``, ``release/``, ``train_config.json``, tracker files).
         codec: what the data was tokenized with (recorded in the release).
         codec_files: where that codec's files are when not at ``codec`` (a training pack's copy).
+        per_rank: ``train_cuts`` are this process's share already (Shar shards per rank, ``toolkit.cuts``).
     """
 
     throughput_key = "frames_per_second"
 
     def __init__(self, config: TokenTrainConfig, train_cuts, symbols: SymbolTable, out_dir: os.PathLike,
                  valid_cuts=None, codec: str = "bundled", accelerator=None, log_with: Optional[str] = None,
-                 tracker_kwargs: Optional[dict] = None, codec_files: Optional[os.PathLike] = None):
+                 tracker_kwargs: Optional[dict] = None, codec_files: Optional[os.PathLike] = None,
+                 per_rank: bool = False):
         from accelerate.utils import DistributedDataParallelKwargs
 
         self.symbols, self.codec, self.codec_files = symbols, codec, codec_files
@@ -146,9 +149,10 @@ class TokenTrainer(Trainer):
             self.optimizer, warmup_cosine(config.max_steps, config.warmup_steps, config.min_lr_ratio))
         self.dataset = TokenDataset(symbols, frame_rate=config.frame_rate, prompt_seconds=config.prompt_seconds,
                                     seed=config.seed)
+        world, rank = (1, 0) if per_rank else (self.acc.num_processes, self.acc.process_index)
         self.sampler = make_sampler(train_cuts, config.max_duration, shuffle=True, seed=config.seed,
-                                    world_size=self.acc.num_processes, rank=self.acc.process_index,
-                                    num_buckets=config.num_buckets, drop_last=self.acc.num_processes > 1)
+                                    world_size=world, rank=rank, num_buckets=config.num_buckets,
+                                    drop_last=self.acc.num_processes > 1)
         self.loader = torch.utils.data.DataLoader(self.dataset, sampler=self.sampler, batch_size=None,
                                                   num_workers=config.num_workers,
                                                   # its own generator: an epoch's start must not draw from the
@@ -281,12 +285,14 @@ def main(description: Optional[str] = None, argv: Optional[Sequence[str]] = None
 
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser)
-    parser.add_argument("--symbols", type=Path, help="default: symbols.json beside --train-cuts (or the pack's)")
+    parser.add_argument("--symbols", type=Path, help="default: symbols.json beside --train-cuts (or up to two folders "
+                        "above a Shar directory), or the pack's")
     parser.add_argument("--codec", help="codec release directory, official checkpoint or bundled (default: bundled; "
                         "with --pack, the pack's)")
     parser.add_argument("--copy-codec", action="store_true", help="copy the codec into the release")
     args = parser.parse_args(argv)
     trackers = start_run(args)
+    per_rank = False
     if args.pack:
         pack = open_pack(args)
         train_cuts = pack.token_cuts("train")
@@ -294,11 +300,10 @@ def main(description: Optional[str] = None, argv: Optional[Sequence[str]] = None
         symbols = SymbolTable.load(args.symbols or pack.symbols)
         codec, codec_files = (args.codec, None) if args.codec else (pack.codec_reference, pack.codec)
     else:
-        from lhotse import CutSet
-
-        train_cuts = CutSet.from_file(args.train_cuts)
-        valid_cuts = CutSet.from_file(args.valid_cuts) if args.valid_cuts else None
-        symbols = SymbolTable.load(args.symbols or args.train_cuts.parent / "symbols.json")
+        opened = open_cuts(args.train_cuts, *process_rank())
+        train_cuts, per_rank = opened.cuts, opened.per_rank
+        valid_cuts = open_cuts(args.valid_cuts).cuts if args.valid_cuts else None
+        symbols = SymbolTable.load(args.symbols or beside(args.train_cuts, "symbols.json"))
         codec, codec_files = args.codec or "bundled", None
     dims = codec_dimensions(str(codec_files or codec))
     stored = cut_codes(next(iter(train_cuts))).shape[1]
@@ -308,7 +313,7 @@ def main(description: Optional[str] = None, argv: Optional[Sequence[str]] = None
     config = load_token_train_config(args.config, len(symbols), dims["num_codebooks"], dims["codebook_size"],
                                      args.set + [f"train.frame_rate={dims['frame_rate']}"])
     trainer = TokenTrainer(config, train_cuts, symbols, args.out_dir, valid_cuts=valid_cuts, codec=codec,
-                           codec_files=codec_files, **trackers)
+                           codec_files=codec_files, per_rank=per_rank, **trackers)
     if args.resume and trainer.resume():  # a checkpoint that cannot be restored: run_cli's one line
         trainer.acc.print(f"resumed at step {trainer.step}")
     trainer.train(**run_budget(args))

@@ -9,6 +9,9 @@ Two CPU processes: ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_proc
 Checkpoints: <out-dir>/checkpoints/step-*/ (last N kept); --resume continues from the latest one exactly.
 At the end the generator is exported to <out-dir>/release (config.json + model.safetensors).
 
+Data: --train-cuts is a manifest (read lazily) or a Lhotse Shar directory (each process reads its own shards); --pack
+reads a training pack (recipes/gpu/pack.py) instead.
+
 Fine-tuning: --init-from starts a new run from a release directory, the bundled codec ("bundled") or an official
 Language-Codec checkpoint, codebooks and their EMA state included (and the discriminators when the release holds
 them); the optimizers start anew with the config's warm-up. With --resume, an existing checkpoint wins over it.
@@ -18,7 +21,8 @@ import argparse
 
 import torch
 
-from toolkit.engine import add_run_arguments, open_pack, run_budget, start_run
+from toolkit.cuts import open_cuts
+from toolkit.engine import add_run_arguments, open_pack, process_rank, run_budget, start_run
 from toolkit.runs import run_cli
 from codec.training import CodecTrainer, load_train_config
 
@@ -36,12 +40,12 @@ def main() -> None:
     if args.pack:
         pack = open_pack(args)
         train, valid = pack.audio_clips("train"), pack.audio_clips("valid") if pack.has("audio", "valid") else None
+        per_rank = False
     else:
-        from lhotse import CutSet
-
-        train = CutSet.from_file(args.train_cuts)
-        valid = CutSet.from_file(args.valid_cuts) if args.valid_cuts else None
-    trainer = CodecTrainer(config, train, args.out_dir, valid_cuts=valid, **trackers)
+        opened = open_cuts(args.train_cuts, *process_rank())
+        train, per_rank = opened.cuts, opened.per_rank
+        valid = open_cuts(args.valid_cuts).cuts if args.valid_cuts else None
+    trainer = CodecTrainer(config, train, args.out_dir, valid_cuts=valid, per_rank=per_rank, **trackers)
     if args.resume and trainer.resume():  # a checkpoint that cannot be restored: run_cli's one line
         trainer.acc.print(f"resumed at step {trainer.step}")
     elif args.init_from:

@@ -90,6 +90,32 @@ def test_killed_tokenization_resumes(built, tmp_path):
             assert np.array_equal(cut_codes(a), cut_codes(full[a.id]))
 
 
+def test_tokenization_streams_and_finishes_a_tokenization_begun_in_id_order(built, tmp_path):
+    """Tokenization streams the manifest in its order, a chunk at a time; one begun by earlier code (chunked in id
+    order, which needed every cut in memory) is finished in that order, so its chunks stay whole."""
+    root, config, _ = built
+    work = tmp_path / "work"
+    shutil.copytree(config.work_dir, work)
+    order = [c.id for c in CutSet.from_file(work / "cuts_train.phon.jsonl.gz")]
+    assert order != sorted(order)  # so the two orders can be told apart
+    for name, begun_by_earlier_code in (("fresh", False), ("earlier", True)):
+        for marker in (work / ".done").glob("tokenize_*"):
+            marker.unlink()
+        shutil.rmtree(work / "codes", ignore_errors=True)
+        if begun_by_earlier_code:
+            (work / ".done" / "tokenize_train_00000").write_text("done\n")  # its first chunk: the 4 smallest ids
+            (work / "codes" / "train").mkdir(parents=True)
+            earlier = Pipeline(PipelineConfig(**{**config.__dict__, "work_dir": work, "parts": ("train",)}))
+            earlier._tokenize_chunk(codec_loader(root / "codec")(),
+                                    sorted((c for c in CutSet.from_file(work / "cuts_train.phon.jsonl.gz")
+                                            if c.id in sorted(order)[:4]), key=lambda c: c.id),
+                                    work / "codes" / "train" / "00000", {"skipped": {}})
+        Pipeline(PipelineConfig(**{**config.__dict__, "work_dir": work, "parts": ("train",)})).tokenize(
+            codec_loader(root / "codec"))
+        ids = [c.id for c in CutSet.from_file(work / "cuts_train.jsonl.gz")]
+        assert ids == (sorted(order) if begun_by_earlier_code else order), name
+
+
 def test_corrupt_audio_is_reported_and_skipped(built, tmp_path):
     root, config, _ = built
     corpus = tmp_path / "corpus"

@@ -161,10 +161,18 @@ def make_sampler(cuts, max_duration: float, shuffle: bool = True, seed: int = 0,
                            world_size=world_size, rank=rank)
     from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
 
-    if hasattr(cuts, "__len__"):
+    if not per_rank_stream(cuts):  # counting a lazy manifest reads its lines once; a Shar stream would read its tars
         num_buckets = min(num_buckets, math.ceil(len(cuts) / 4))
     if num_buckets < 2:
         return DynamicCutSampler(cuts, max_duration=max_duration, shuffle=shuffle, seed=seed, world_size=world_size,
                                  rank=rank, drop_last=drop_last)
-    return DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=shuffle, seed=seed,
-                                   num_buckets=num_buckets, world_size=world_size, rank=rank, drop_last=drop_last)
+    try:
+        return DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=shuffle, seed=seed,
+                                       num_buckets=num_buckets, world_size=world_size, rank=rank, drop_last=drop_last)
+    except AssertionError as err:  # Lhotse's check of a stream too short for its buckets: the user's input
+        raise ValueError(f"{err} (lower train.num_buckets)") from None
+
+
+def per_rank_stream(cuts) -> bool:
+    """Cuts read from Lhotse Shar shards (``toolkit.cuts.open_cuts``), which are not counted before sampling."""
+    return type(getattr(cuts, "data", None)).__name__ == "LazySharIterator"

@@ -8,6 +8,7 @@ skipped and listed in ``<work>/report_<part>.json``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
@@ -199,26 +200,37 @@ class Pipeline:
         for part in self.config.parts:
             if self.is_done(f"tokenize_{part}"):
                 continue
-            cuts = sorted(load_manifest_lazy(self.cuts_path(part, "phon")), key=lambda c: c.id)
-            chunks = math.ceil(len(cuts) / self.config.chunk_size)
+            source = self.cuts_path(part, "phon")
+            size = self.config.chunk_size
+            if self._chunks_in_id_order(part):  # begun by earlier code, which sorted the cuts by id: finish alike
+                ordered = sorted(load_manifest_lazy(source), key=lambda c: c.id)
+                stream, total = iter(ordered), len(ordered)
+            else:  # manifest order, streamed: one chunk of cuts in memory at a time
+                self._mark(f"tokenize_{part}_streamed")
+                stream, total = iter(load_manifest_lazy(source)), sum(1 for _ in load_manifest_lazy(source))
+            chunks = math.ceil(total / size)
             report = self._report(part)
             folder = self.work / "codes" / part
             folder.mkdir(parents=True, exist_ok=True)
             for index in tqdm(range(chunks), desc=f"tokenize {part}", unit="chunk", leave=False):
+                chunk = list(itertools.islice(stream, size))
                 marker = f"tokenize_{part}_{index:05d}"
                 if self.is_done(marker):
                     continue
                 codec = codec or codec_loader()
-                chunk = cuts[index * self.config.chunk_size:(index + 1) * self.config.chunk_size]
                 self._tokenize_chunk(codec, chunk, folder / f"{index:05d}", report)
                 self._write_report(part, report)
                 self._mark(marker)
                 if on_chunk is not None:
                     on_chunk(index)
             parts = [folder / f"{i:05d}.jsonl.gz" for i in range(chunks)]
-            merged = CutSet.from_cuts(c for p in parts for c in load_manifest_lazy(p)) if parts else CutSet()
-            _save_cuts(merged.to_eager(), self.tokenized_path(part))
+            _save_cuts(CutSet.from_cuts(c for p in parts for c in load_manifest_lazy(p)), self.tokenized_path(part))
             self._mark(f"tokenize_{part}")
+
+    def _chunks_in_id_order(self, part: str) -> bool:
+        """Whether a tokenization of ``part`` was begun, chunked in id order, by code from before streaming."""
+        return (not self.is_done(f"tokenize_{part}_streamed")
+                and any((self.work / ".done").glob(f"tokenize_{part}_[0-9]*")))
 
     @torch.inference_mode()
     def _tokenize_chunk(self, codec, cuts: List, stem: Path, report: dict) -> None:
