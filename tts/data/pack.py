@@ -19,7 +19,7 @@ import numpy as np
 from toolkit.pack import DATA_FILE, EXTRA_REQUIREMENTS, FORMAT, VERSION, PackError
 from tts.data.dataset import cut_codes
 
-MB = 1 << 20
+MB = 1_000_000  # decimal, as the budget is stated: 40 MB is what `du -sh` shows as 39M (38.1 MiB)
 # gzip with byte shuffling: lossless, readable by any h5py. Measured on the mini corpus: codes of a 1,024-entry
 # codebook take about 10.3 bits each (int16 would be 16), 24 kHz speech about 0.85-0.95 of its int16 size.
 COMPRESSION = {"compression": "gzip", "compression_opts": 6, "shuffle": True}
@@ -47,8 +47,8 @@ def pick(costs: List[float], budget: float, seed: int) -> List[int]:
 def write_pack(out: os.PathLike, codec: os.PathLike, symbols: os.PathLike,
                token_cuts: Optional[Dict[str, os.PathLike]] = None,
                audio_cuts: Optional[Dict[str, os.PathLike]] = None, max_mb: float = 40.0, audio_mb: float = 0.0,
-               clip_seconds: float = 5.0, max_valid: int = 64, seed: int = 0, source: str = "",
-               codec_reference: str = "") -> dict:
+               clip_seconds: float = 5.0, max_valid: int = 64, max_valid_clips: int = 8, seed: int = 0,
+               source: str = "", codec_reference: str = "") -> dict:
     """Write a training pack to ``out`` (atomically: the complete folder appears, or nothing) and return its
     ``pack.json``.
 
@@ -58,9 +58,10 @@ def write_pack(out: os.PathLike, codec: os.PathLike, symbols: os.PathLike,
         token_cuts: Lhotse manifests of tokenized cuts by split (``train``, ``valid``).
         audio_cuts: Lhotse manifests with recordings by split, for codec training. Their audio is resampled to the
             codec's rate; each cut gives one clip of at most ``clip_seconds`` (a seeded random crop).
-        max_mb: the budget of the whole folder in MiB. ``audio_mb`` of it goes to audio; what the codec, the
+        max_mb: the budget of the whole folder in MB. ``audio_mb`` of it goes to audio; what the codec, the
             symbols, the indexes and the validation splits leave goes to training codes.
-        max_valid: cuts (clips) kept of each split other than ``train``.
+        max_valid: tokenized cuts kept of each split other than ``train``; ``max_valid_clips``: audio clips (the
+            codec trainer validates on 4 by default, and audio is dear in the budget).
         source: where the corpus came from, recorded in ``pack.json``.
         codec_reference: how releases trained on the pack name the codec (``bundled``; default: ``codec``'s
             absolute path).
@@ -96,37 +97,47 @@ def write_pack(out: os.PathLike, codec: os.PathLike, symbols: os.PathLike,
     try:
         shutil.copytree(codec, tmp / "codec")
         shutil.copy(symbols, tmp / "symbols.json")
-        fixed = folder_bytes(tmp) + 64 * 1024  # pack.json and the indexes' share, about
+        fixed = folder_bytes(tmp) + 16 * 1024  # pack.json and the indexes, about
         budget = max_mb * MB
         if fixed >= budget:
-            raise PackError(f"the codec and symbols alone take {fixed / MB:.2f} MiB, over the budget of {max_mb:g} MiB")
+            raise PackError(f"the codec and symbols alone take {fixed / MB:.2f} MB, over the budget of {max_mb:g} MB")
         choice, held = {}, 0.0
         for kind, splits in seconds.items():
             for split, lengths in splits.items():
                 if split != "train":
-                    choice[kind, split] = pick([1.0] * len(lengths), float(max_valid), seed)
+                    most = max_valid if kind == "tokens" else max_valid_clips
+                    choice[kind, split] = pick([1.0] * len(lengths), float(most), seed)
                     held += sum(lengths[i] for i in choice[kind, split]) * cost[kind]
         audio_share = audio_mb * MB if "train" in token_cuts else budget - fixed - held
         shares = {"audio": audio_share, "tokens": budget - fixed - held - (audio_share if "train" in audio_cuts else 0)}
-        # Costs are estimates (gzip's ratio shows once written): the data is written, measured and, when the folder
-        # is over the budget, written again with the training shares scaled down.
-        scale = 1.0
-        for _ in range(4):
+        # Costs are estimates (gzip's ratio shows once written): the data is written and measured, and written again
+        # with the training shares scaled by what the measure says, until it fills 97-100 % of the budget (or the
+        # corpus runs out); the largest that fitted is what stays.
+        def attempt(scale: float):
             for kind, splits in seconds.items():
-                if "train" in splits:
+                if "train" in splits:  # beside tokens, audio keeps to the share it was given: tokens fill the rest
+                    grow = min(scale, 1.0) if kind == "audio" and "train" in token_cuts else scale
                     choice[kind, "train"] = pick([x * cost[kind] for x in splits["train"]],
-                                                 max(0.0, shares[kind] * scale), seed)
+                                                 max(0.0, shares[kind] * grow), seed)
             info = write_data(tmp, h5py, CutSet, token_cuts, audio_cuts, choice, clip_seconds, seed, rate)
-            total = folder_bytes(tmp) + 4096
-            if total <= budget:
+            return info, folder_bytes(tmp) + 4096
+
+        scale, best = 1.0, None
+        for _ in range(5):
+            info, total = attempt(scale)
+            if total <= budget and (best is None or scale > best):
+                best = scale
+            if 0.97 * budget <= total <= budget:
                 break
-            scale *= 0.98 * (budget - fixed) / max(1.0, total - fixed)
-        else:
-            raise PackError(f"cannot fit the pack in {max_mb:g} MiB")
+            scale *= 0.99 * (budget - fixed) / max(1.0, total - fixed)
+        if best is None:
+            raise PackError(f"cannot fit the pack in {max_mb:g} MB")
+        if total > budget or scale != best and total < 0.97 * budget:
+            info, total = attempt(best)
         for kind, splits in (("tokens", token_cuts), ("audio", audio_cuts)):
             for split in splits:
                 if not info[kind]["splits"][split]["items"]:
-                    raise PackError(f"nothing of {splits[split]} fits in {max_mb:g} MiB: raise the budget")
+                    raise PackError(f"nothing of {splits[split]} fits in {max_mb:g} MB: raise the budget")
         info.update(format=FORMAT, version=VERSION, source=source, requires=list(EXTRA_REQUIREMENTS), seed=seed,
                     budget_mb=max_mb, codec={"reference": codec_reference or str(codec.resolve()),
                                              "sample_rate": rate, "frame_rate": frame_rate,
