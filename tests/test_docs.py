@@ -55,7 +55,8 @@ CLAIMS = [  # (strings that are all in the block, where it runs)
     (("curl", "/v1/voices", "DELETE"), "tests/serve/test_server.py::test_serve_page_commands"),
     (("benchmarks/serve_load.py",), "tests/serve/test_server.py::test_load_benchmark_command"),
     (("recipes/gpu/pack.py", "recipes/gpu/sprint.py"), "tests/tts/test_pack.py::test_documented_sprint_commands"),
-    (("--num_machines 2", "shar"), "tests/tts/test_shar_training.py::test_documented_multinode_command (2 CPU ranks)"),
+    (("--num_machines 2", "shar"),
+     "tests/tts/test_shar_training.py::test_two_processes_on_shar_read_disjoint_data_in_sync_and_resume"),
 ]
 
 

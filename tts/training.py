@@ -299,13 +299,14 @@ def main(description: Optional[str] = None, argv: Optional[Sequence[str]] = None
         valid_cuts = pack.token_cuts("valid") if pack.has("tokens", "valid") else None
         symbols = SymbolTable.load(args.symbols or pack.symbols)
         codec, codec_files = (args.codec, None) if args.codec else (pack.codec_reference, pack.codec)
-    else:
-        opened = open_cuts(args.train_cuts, *process_rank())
-        train_cuts, per_rank = opened.cuts, opened.per_rank
-        valid_cuts = open_cuts(args.valid_cuts).cuts if args.valid_cuts else None
+    else:  # the symbols and the codec first, as before lazy reading: their errors come before the data's
         symbols = SymbolTable.load(args.symbols or beside(args.train_cuts, "symbols.json"))
         codec, codec_files = args.codec or "bundled", None
     dims = codec_dimensions(str(codec_files or codec))
+    if not args.pack:
+        opened = open_cuts(args.train_cuts, *process_rank())
+        train_cuts, per_rank = opened.cuts, opened.per_rank
+        valid_cuts = open_cuts(args.valid_cuts).cuts if args.valid_cuts else None
     stored = cut_codes(next(iter(train_cuts))).shape[1]
     if stored != dims["num_codebooks"]:
         raise SystemExit(f"error: the cuts hold {stored} codebooks, the codec {codec} has "

@@ -3,11 +3,8 @@ ranks stay in sync, and a resumed run continues from the shard position an unbro
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -47,7 +44,8 @@ def test_each_rank_opens_its_own_shards(shar):
 
 
 SCRIPT = """
-import hashlib, json
+import hashlib, json, os
+from pathlib import Path
 from tts import training
 
 seen = []
@@ -60,70 +58,56 @@ def spy(self, batches):
 
 
 training.TokenTrainer.train_step = spy
-out = {out!r}
-extra = EXTRA
-training.main(argv=["--config", {config!r}, "--train-cuts", {shar!r}, "--codec", {codec!r}, "--out-dir", out,
-                    "--wandb", "disabled", "--threads", "1", "--resume",
-                    "--set", "train.max_steps=4", "train.max_duration=5", "train.checkpoint_every=2",
-                    "train.validate_every=100", "train.num_buckets=2", *extra])
-import os
-from pathlib import Path
+training.main(argv=ARGV)
+out = ARGV[ARGV.index("--out-dir") + 1]
 weights = b"".join(p.read_bytes() for p in sorted(Path(out, "release").glob("*.safetensors")))
-with open(out + f"/rank{{os.environ['RANK']}}.json", "w") as f:  # the launcher's (the process group is gone)
-    json.dump({{"world": int(os.environ["WORLD_SIZE"]), "seen": seen, "release": hashlib.sha256(weights).hexdigest()}},
-              f)
+with open(out + f"/rank{os.environ['RANK']}.json", "w") as f:  # the launcher's (the process group is gone)
+    json.dump({"world": int(os.environ["WORLD_SIZE"]), "seen": seen, "release": hashlib.sha256(weights).hexdigest()}, f)
 """
 
 
-def launch(tmp_path: Path, name: str, shar: Path, codec: Path, *extra: str) -> list:
-    out = tmp_path / name
-    out.mkdir()
+def documented_recipe_args(root: Path, shar: Path, out: Path) -> list:
+    """README's multi-node line: its launcher options checked, its recipe part with the fixture's data, the tiny
+    config and a few steps (the test runs it as 2 CPU processes of one machine)."""
+    args = shlex.split(snippet("bash", "--num_machines 2", "shar").strip())
+    assert args[:2] == ["accelerate", "launch"]
+    at = next(i for i, a in enumerate(args) if a.startswith("recipes/"))
+    for option in ("--num_machines", "--machine_rank", "--main_process_ip", "--main_process_port", "--num_processes"):
+        assert option in args[2:at]
+    assert args[at] == "recipes/valle/train.py"
+    recipe = args[at + 1:]
+    for option, value in (("--config", ROOT / "recipes/valle/configs/tiny.yaml"), ("--train-cuts", shar),
+                          ("--codec", root / "codec"), ("--out-dir", out)):
+        recipe[recipe.index(option) + 1] = str(value)
+    assert "--resume" in recipe
+    return recipe + ["--wandb", "disabled", "--threads", "1", "--set", "train.max_steps=4", "train.max_duration=5",
+                     "train.checkpoint_every=2", "train.validate_every=100", "train.num_buckets=2"]
+
+
+def launch(tmp_path: Path, name: str, argv: list) -> list:
+    out = Path(argv[argv.index("--out-dir") + 1])
+    out.mkdir(exist_ok=True)
     script = tmp_path / f"{name}.py"
-    script.write_text(SCRIPT.format(out=str(out), config=str(ROOT / "recipes/valle/configs/tiny.yaml"),
-                                    shar=str(shar), codec=str(codec)).replace("EXTRA", repr(list(extra))))
+    script.write_text(SCRIPT.replace("ARGV", repr(argv)))
     return launch_two_ranks(script, out)
 
 
 @pytest.mark.slow
 def test_two_processes_on_shar_read_disjoint_data_in_sync_and_resume(built, shar, tmp_path):
+    """README's multi-node command (as 2 CPU processes): each rank reads its own shards, one model comes out, and a
+    run stopped after 2 steps resumes on the batches an unbroken run drew."""
     root, _, _ = built
-    unbroken = launch(tmp_path, "unbroken", shar, root / "codec")
+    argv = documented_recipe_args(root, shar, tmp_path / "unbroken")
+    unbroken = launch(tmp_path, "unbroken", argv)
     for rank in unbroken:
         assert len(rank["seen"]) == 4
     ids = [{c for batch in rank["seen"] for c in batch} for rank in unbroken]
     assert not ids[0] & ids[1]  # each rank read its own shards only
     assert unbroken[0]["release"] == unbroken[1]["release"]  # gradients all-reduced: one model
-    first = launch(tmp_path, "resumed", shar, root / "codec", "--stop-after", "2")
+    assert load_token_model(tmp_path / "unbroken" / "release").model_type == "valle"
+    argv = documented_recipe_args(root, shar, tmp_path / "resumed")
+    first = launch(tmp_path, "first", argv + ["--stop-after", "2"])
     assert [r["seen"] for r in first] == [r["seen"][:2] for r in unbroken]
-    (tmp_path / "resumed" / "rank0.json").unlink()
-    (tmp_path / "resumed" / "rank1.json").unlink()
-    script = (tmp_path / "resumed.py").read_text().replace("extra = ['--stop-after', '2']", "extra = []")
-    (tmp_path / "resumed.py").write_text(script)
-    rest = launch_two_ranks(tmp_path / "resumed.py", tmp_path / "resumed")
+    rest = launch(tmp_path, "rest", argv)
     assert [r["seen"] for r in rest] == [r["seen"][2:] for r in unbroken]  # from the shard position it was at
     assert rest[0]["release"] == unbroken[0]["release"]
-
-
-@pytest.mark.slow
-def test_documented_multinode_command(built, shar, tmp_path):
-    """README's multi-node line: its launcher options as documented, its recipe part run as 2 CPU processes of one
-    machine on the Shar fixture (tiny config, 2 steps)."""
-    root, _, _ = built
-    args = shlex.split(snippet("bash", "--num_machines 2", "shar").strip())
-    assert args[:2] == ["accelerate", "launch"]
-    at = next(i for i, a in enumerate(args) if a.startswith("recipes/"))
-    launcher = args[2:at]
-    for option in ("--num_machines", "--machine_rank", "--main_process_ip", "--main_process_port", "--num_processes"):
-        assert option in launcher
-    recipe = args[at:]
-    recipe[recipe.index("--config") + 1] = str(ROOT / "recipes/valle/configs/tiny.yaml")
-    recipe[recipe.index("--train-cuts") + 1] = str(shar)
-    recipe[recipe.index("--codec") + 1] = str(root / "codec")
-    recipe[recipe.index("--out-dir") + 1] = str(tmp_path / "run")
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(ROOT / recipe[0]),
-           *recipe[1:], "--wandb", "disabled", "--threads", "1", "--set", "train.max_steps=2", "train.num_buckets=2"]
-    proc = subprocess.run(cmd, env={**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"},
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert load_token_model(tmp_path / "run" / "release").model_type == "valle"
