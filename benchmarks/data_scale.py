@@ -7,6 +7,10 @@ The larger corpora are the base's cuts again under new ids (``<id>_r<k>``, the s
 made. Every stage runs in a fresh process (the project at ``--code``, default this checkout), which reports its peak
 resident memory (``ru_maxrss``), wall time and throughput:
 
+- ``prepare``: the pipeline's manifest preparation (Lhotse's LibriTTS recipe, resampling, duration filter, the raw
+  cut manifest written) on a LibriTTS-layout corpus of links to the base's audio (``--prepare-cuts``, default all);
+- ``phonemize``: the pipeline's phonemization (espeak-ng, exact durations of the synthetic voices) of the first
+  ``--phonemize-cuts`` cuts of the base, scaled alike;
 - ``manifest``: open the training manifest as the training recipes do and draw one epoch of batches from the
   token-model sampler (``make_sampler``), the cut side of a training run;
 - ``tokenize``: the pipeline's tokenization stage with ``--codec`` over the first ``--tokenize-cuts`` cuts of the
@@ -14,7 +18,9 @@ resident memory (``ru_maxrss``), wall time and throughput:
 - ``valle``, ``mobilespeech``, ``codec``: ``--steps`` training steps of each recipe (tiny configs: what grows with the
   corpus is the data, not the model), validation on the scaled validation manifest included.
 
-At the largest scale it also lists where the manifest stage's memory is (``tracemalloc``'s largest holders, in a
+Besides the growth from the smallest to the largest scale, the table gives it per added cut (KiB), and what that
+constant would add at LibriTTS's 375,086 utterances. At the largest scale it also lists where the prepare and manifest
+stages' memory is (``tracemalloc``'s largest holders, in a
 second, traced run). It prints a table and writes the JSON to ``--out``.
 """
 
@@ -24,6 +30,7 @@ import argparse
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,6 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+LIBRITTS = 375_086  # utterances in all LibriTTS parts
 
 MANIFEST = """
 import sys, time, tracemalloc
@@ -72,6 +80,70 @@ print("RESULT " + __import__("json").dumps({{"seconds": time.perf_counter() - t,
 """
 
 
+PIPELINE = """
+import time, tracemalloc
+from pathlib import Path
+from lhotse import load_manifest_lazy
+from tts.data.pipeline import Pipeline, PipelineConfig
+trace = {trace}
+snapshot = None
+if trace:  # after the imports: what the data holds, not the modules
+    tracemalloc.start(4)
+    import lhotse.recipes
+    recipe = lhotse.recipes.prepare_libritts
+
+    def traced(*args, **kwargs):  # the holders while Lhotse's manifests are alive, the prepare stage's peak
+        global snapshot
+        manifests = recipe(*args, **kwargs)
+        snapshot = tracemalloc.take_snapshot()
+        return manifests
+
+    lhotse.recipes.prepare_libritts = traced
+work = Path({work!r})
+t = time.perf_counter()
+pipeline = Pipeline(PipelineConfig(corpus_dir=Path({corpus!r}), work_dir=work, parts=("train",)))
+pipeline.{stage}()
+out = {{"seconds": time.perf_counter() - t}}
+if trace:
+    snapshot = snapshot or tracemalloc.take_snapshot()
+    out["top"] = [f"{{s.size / 2**20:.1f}} MiB {{s.traceback[0].filename.split('site-packages/')[-1]}}:"
+                  f"{{s.traceback[0].lineno}}" for s in snapshot.statistics("lineno")[:6]]
+out["items"] = sum(1 for _ in load_manifest_lazy(work / {output!r}))
+print("RESULT " + __import__("json").dumps(out))
+"""
+
+
+def scaled_corpus(source: Path, target: Path, scale: int, limit: int = 0) -> int:
+    """A LibriTTS-layout corpus (``target/train/<speaker>/<chapter>/``: WAV links, ``.trans.tsv``, ``.book.tsv``) of
+    ``source``'s cuts (the first ``limit``, 0: all) ``scale`` times, copy k in chapter ``<chapter>r<k>`` of the same
+    speaker; returns the number of utterances."""
+    tables = {}  # (speaker, chapter) -> [(utterance rest of the id, wav, text)]
+    with gzip.open(source, "rt") as f:
+        for i, line in enumerate(f):
+            if limit and i >= limit:
+                break
+            cut = json.loads(line)
+            speaker, chapter, rest = cut["recording"]["id"].split("_", 2)
+            text = cut["supervisions"][0]["text"].replace("\t", " ")
+            tables.setdefault((speaker, chapter), []).append((rest, cut["recording"]["sources"][0]["source"], text))
+    written = 0
+    for k in range(scale):
+        for (speaker, chapter), rows in tables.items():
+            chapter_k = f"{chapter}r{k}" if k else chapter
+            folder = target / "train" / speaker / chapter_k
+            folder.mkdir(parents=True, exist_ok=True)
+            trans, book = [], []
+            for rest, wav, text in rows:
+                utterance = f"{speaker}_{chapter_k}_{rest}"
+                (folder / f"{utterance}.wav").symlink_to(wav)
+                trans.append(f"{utterance}\t{text}\t{text}\n")
+                book.append(f"{utterance}\t{text}\t30.0\n")
+                written += 1
+            (folder / f"{speaker}_{chapter_k}.trans.tsv").write_text("".join(trans))
+            (folder / f"{speaker}_{chapter_k}.book.tsv").write_text("".join(book))
+    return written
+
+
 def scaled_manifest(source: Path, target: Path, scale: int, limit: int = 0) -> int:
     """``source``'s cuts (the first ``limit``, 0: all) ``scale`` times, copies under new ids; returns the count."""
     written = 0
@@ -107,11 +179,11 @@ def run_stage(command: list, code: Path, cwd: Path, env: dict) -> dict:
 
 
 def training_stage(recipe: str, config: str, train: Path, valid: Path, steps: int, out: Path, code: Path,
-                   extra: list) -> dict:
+                   extra: list, workers: int = 0) -> dict:
     command = [sys.executable, str(code / recipe), "--config", str(code / config), "--train-cuts", str(train),
                "--valid-cuts", str(valid), "--out-dir", str(out), "--wandb", "disabled", "--threads", "1",
                "--set", f"train.max_steps={steps}", f"train.validate_every={steps}", f"train.log_every={steps}",
-               f"train.checkpoint_every={steps}", *extra]
+               f"train.checkpoint_every={steps}", f"train.num_workers={workers}", *extra]
     result = run_stage(command, code, out.parent, {"ACCELERATE_USE_CPU": "1"})
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     throughput = [v for m in metrics for k, v in m.items() if k.endswith("_per_second")]
@@ -126,9 +198,15 @@ def main() -> None:
     parser.add_argument("--codec", type=Path, help="the codec its cuts were tokenized with (default: bundled)")
     parser.add_argument("--code", type=Path, default=ROOT, help="the project checkout to measure")
     parser.add_argument("--scales", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--stages", nargs="+", default=["manifest", "tokenize", "valle", "mobilespeech", "codec"])
+    parser.add_argument("--stages", nargs="+",
+                        default=["prepare", "phonemize", "manifest", "tokenize", "valle", "mobilespeech", "codec"])
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--tokenize-cuts", type=int, default=25)
+    parser.add_argument("--prepare-cuts", type=int, default=0, help="base of the prepare stage (0: all)")
+    parser.add_argument("--phonemize-cuts", type=int, default=1000,
+                        help="base of the phonemize stage (espeak-ng timing synthesizes the synthetic voices again)")
+    parser.add_argument("--num-workers", type=int, default=0,
+                        help="DataLoader workers of the training stages (peak RSS: the largest process)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     code = args.code.resolve()
@@ -140,13 +218,37 @@ def main() -> None:
             folder = tmp / f"x{scale}"
             folder.mkdir()
             train, valid = folder / "cuts_train.jsonl.gz", folder / "cuts_test.jsonl.gz"
-            n = scaled_manifest(args.corpus / "cuts_train.jsonl.gz", train, scale)
-            scaled_manifest(args.corpus / "cuts_test.jsonl.gz", valid, scale)
             (folder / "symbols.json").write_text((args.corpus / "symbols.json").read_text())
-            for raw in ("train", "test"):
-                scaled_manifest(args.corpus / f"cuts_{raw}.raw.jsonl.gz", folder / f"cuts_{raw}.raw.jsonl.gz", scale)
+            counts = {}
+            if {"manifest", "valle", "mobilespeech"} & set(args.stages):
+                counts["tokens"] = scaled_manifest(args.corpus / "cuts_train.jsonl.gz", train, scale)
+                scaled_manifest(args.corpus / "cuts_test.jsonl.gz", valid, scale)
+            if "codec" in args.stages:
+                counts["codec"] = scaled_manifest(args.corpus / "cuts_train.raw.jsonl.gz",
+                                                  folder / "cuts_train.raw.jsonl.gz", scale)
+                scaled_manifest(args.corpus / "cuts_test.raw.jsonl.gz", folder / "cuts_test.raw.jsonl.gz", scale)
             for stage in args.stages:
-                if stage == "manifest":
+                if stage == "prepare":
+                    corpus, work = folder / "corpus", folder / "prepare"
+                    count = scaled_corpus(args.corpus / "cuts_train.raw.jsonl.gz", corpus, scale, args.prepare_cuts)
+                    script = dict(work=str(work), corpus=str(corpus), stage="prepare", output="cuts_train.raw.jsonl.gz")
+                    result = run_stage([sys.executable, "-c", PIPELINE.format(trace=False, **script)], code, folder, {})
+                    if scale == max(args.scales):
+                        shutil.rmtree(work)
+                        result["top"] = run_stage([sys.executable, "-c", PIPELINE.format(trace=True, **script)], code,
+                                                  folder, {}).get("top")
+                    result["cuts"] = count
+                    shutil.rmtree(corpus)
+                elif stage == "phonemize":
+                    work = folder / "phonemize"
+                    work.mkdir()
+                    count = scaled_manifest(args.corpus / "cuts_train.raw.jsonl.gz", work / "cuts_train.raw.jsonl.gz",
+                                            scale, args.phonemize_cuts)
+                    script = dict(work=str(work), corpus=str(work), stage="phonemize",
+                                  output="cuts_train.phon.jsonl.gz")
+                    result = run_stage([sys.executable, "-c", PIPELINE.format(trace=False, **script)], code, folder, {})
+                    result["cuts"] = count
+                elif stage == "manifest":
                     script = MANIFEST.format(train=str(train), trace=False)
                     result = run_stage([sys.executable, "-c", script], code, folder, {})
                     if scale == max(args.scales):  # a second run, traced (tracemalloc costs memory and time)
@@ -162,20 +264,29 @@ def main() -> None:
                     result["cuts"] = count
                 elif stage in ("valle", "mobilespeech"):
                     result = training_stage(f"recipes/{stage}/train.py", f"recipes/{stage}/configs/tiny.yaml", train,
-                                            valid, args.steps, folder / stage, code, ["--codec", codec])
+                                            valid, args.steps, folder / stage, code, ["--codec", codec],
+                                            args.num_workers)
                 elif stage == "codec":
                     result = training_stage("recipes/codec/train.py", "recipes/codec/configs/tiny.yaml",
                                             folder / "cuts_train.raw.jsonl.gz", folder / "cuts_test.raw.jsonl.gz",
-                                            args.steps, folder / "codec", code, [])
+                                            args.steps, folder / "codec", code, [], args.num_workers)
                 else:
                     raise SystemExit(f"unknown stage {stage}")
-                row = {"scale": scale, "train_cuts": n, "stage": stage, **result}
+                row = {"scale": scale, "train_cuts": counts.get("codec" if stage == "codec" else "tokens"),
+                       "stage": stage, **result}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    print(f"\n{'stage':<14}" + "".join(f"{f'x{s} peak MiB':>15}" for s in args.scales) + f"{'growth':>9}")
+    print(f"\n{'stage':<14}" + "".join(f"{f'x{s} peak MiB':>15}" for s in args.scales)
+          + f"{'growth':>9}{'KiB/cut':>9}{'LibriTTS MiB':>14}")
     for stage in args.stages:
-        peaks = [r["peak_rss_mib"] for r in rows if r["stage"] == stage]
-        print(f"{stage:<14}" + "".join(f"{p:>15.1f}" for p in peaks) + f"{(peaks[-1] / peaks[0] - 1) * 100:>8.1f}%")
+        mine = [r for r in rows if r["stage"] == stage]
+        peaks = [r["peak_rss_mib"] for r in mine]
+        cuts = [r.get("cuts") or r["train_cuts"] for r in mine]
+        per_cut = (peaks[-1] - peaks[0]) / max(cuts[-1] - cuts[0], 1)  # MiB per added cut
+        print(f"{stage:<14}" + "".join(f"{p:>15.1f}" for p in peaks) + f"{(peaks[-1] / peaks[0] - 1) * 100:>8.1f}%"
+              + f"{per_cut * 1024:>9.2f}{peaks[0] + per_cut * (LIBRITTS - cuts[0]):>14.0f}")
+        for line in mine[-1].get("top") or []:
+            print(f"    {line}")
     if args.out:
         args.out.write_text(json.dumps({"corpus": str(args.corpus), "code": str(code), "rows": rows}, indent=1) + "\n")
 

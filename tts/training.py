@@ -25,7 +25,7 @@ from toolkit.engine import RunConfig, Trainer, add_run_arguments, open_pack, pro
 from toolkit.config import build, preset_section, read_run_file
 from toolkit.cuts import beside, open_cuts
 from toolkit.runs import LOOP_FIELDS, NonFiniteLossError, agree_finite, warmup_cosine
-from tts.data.dataset import TokenBatch, TokenDataset, cut_codes, make_sampler
+from tts.data.dataset import PromptPool, TokenBatch, TokenDataset, cut_codes, make_sampler
 from tts.models.base import TokenModel
 from tts.models.registry import model_class
 from tts.text import SymbolTable
@@ -46,6 +46,8 @@ class TokenTrainConfig(RunConfig):
         max_duration: seconds of target audio per batch per process (Lhotse dynamic bucketing).
         grad_accumulation: batches per optimizer step.
         prompt_seconds: longest acoustic prompt (a prefix of the target; VALL-E's ``prefix_mode 1``).
+        other_utterance_prob: chance that the prompt is instead the start of another training utterance of the same
+            speaker (0: always a prefix). The pool holds references to stored codes, not cuts (``PromptPool``).
         frame_rate: the codec's frames per second.
         min_lr_ratio: the cosine decay ends at this fraction of ``learning_rate``.
         validation_batches: validation batches per validation (0: all).
@@ -57,6 +59,7 @@ class TokenTrainConfig(RunConfig):
     max_duration: float = 60.0
     num_buckets: int = 10
     prompt_seconds: float = 3.0
+    other_utterance_prob: float = 0.0
     frame_rate: int = 75
     learning_rate: float = 5e-4
     betas: tuple = (0.9, 0.95)
@@ -67,7 +70,8 @@ class TokenTrainConfig(RunConfig):
 
     FIELDS = {
         **LOOP_FIELDS, "max_duration": "positive number", "num_buckets": "positive int",
-        "prompt_seconds": "number >= 0", "frame_rate": "positive int", "warmup_steps": "int >= 0",
+        "prompt_seconds": "number >= 0", "other_utterance_prob": "number in [0, 1]",
+        "frame_rate": "positive int", "warmup_steps": "int >= 0",
         "min_lr_ratio": "number in [0, 1]", "grad_accumulation": "positive int", "validation_batches": "int >= 0",
     }
 
@@ -147,7 +151,9 @@ class TokenTrainer(Trainer):
         # Stepped here once per optimizer step (Accelerate would step a prepared scheduler once per process).
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(config.max_steps, config.warmup_steps, config.min_lr_ratio))
+        pool = PromptPool(train_cuts) if config.other_utterance_prob > 0 else None
         self.dataset = TokenDataset(symbols, frame_rate=config.frame_rate, prompt_seconds=config.prompt_seconds,
+                                    other_utterance_prob=config.other_utterance_prob, prompt_pool=pool,
                                     seed=config.seed)
         world, rank = (1, 0) if per_rank else (self.acc.num_processes, self.acc.process_index)
         self.sampler = make_sampler(train_cuts, config.max_duration, shuffle=True, seed=config.seed,

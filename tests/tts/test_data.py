@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import shutil
+import tracemalloc
 
 import numpy as np
 import pytest
 import torch
-from lhotse import CutSet
+from lhotse import CutSet, load_manifest_lazy
 
 from codec import LanguageCodec
-from tts.data.dataset import CODE_PAD, TokenDataset, cut_codes, make_sampler
+from tts.data.dataset import CODE_PAD, PromptPool, TokenDataset, cut_codes, make_sampler
 from tts.data.pipeline import Pipeline, PipelineConfig, codec_loader, run
 from tts.text import SymbolTable
 
@@ -96,8 +98,11 @@ def test_tokenization_streams_and_finishes_a_tokenization_begun_in_id_order(buil
     root, config, _ = built
     work = tmp_path / "work"
     shutil.copytree(config.work_dir, work)
-    order = [c.id for c in CutSet.from_file(work / "cuts_train.phon.jsonl.gz")]
-    assert order != sorted(order)  # so the two orders can be told apart
+    phon = work / "cuts_train.phon.jsonl.gz"
+    cuts = CutSet.from_file(phon).to_eager()
+    order = [c.id for c in cuts][::-1]  # a manifest out of id order, so that the two orders can be told apart
+    CutSet.from_cuts(cuts[c] for c in order).to_file(phon)
+    assert order != sorted(order)
     for name, begun_by_earlier_code in (("fresh", False), ("earlier", True)):
         for marker in (work / ".done").glob("tokenize_*"):
             marker.unlink()
@@ -170,6 +175,35 @@ def test_other_utterance_prompts(built):
             prompt = batch.prompt_codes[i, :, :p].t().numpy()
             assert any(np.array_equal(cut_codes(c)[:p], prompt) for c in same_speaker)
     assert torch.equal(dataset[cuts].prompt_codes, batch.prompt_codes)  # reproducible choices
+
+
+def test_prompt_pool_holds_references_not_cuts(built):
+    """A pool made from a lazy manifest draws exactly a same-speaker utterance's first frames, also from a part of a
+    recording, and costs a fraction of the cuts it indexes."""
+    root, config, _ = built
+    path = config.work_dir / "cuts_train.jsonl.gz"
+    tracemalloc.start()
+    cuts = CutSet.from_file(path).to_eager()
+    cut_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    tracemalloc.start()
+    pool = PromptPool(load_manifest_lazy(path))
+    pool_bytes = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    assert len(pool) == len(cuts) and pool_bytes < cut_bytes / 3
+    rng = random.Random(0)
+    for cut in cuts:
+        speaker = cut.supervisions[0].speaker
+        others = [c for c in cuts if c.supervisions[0].speaker == speaker and c.id != cut.id]
+        drawn = pool.draw(speaker, cut.id, rng, 40)
+        assert (drawn is None) == (not others)
+        if others:
+            assert any(np.array_equal(cut_codes(c)[:40], drawn) for c in others)
+    cut = cuts[0]  # a window of a longer recording reads that window's codes
+    part = cut.truncate(offset=0.4, duration=cut.duration - 0.4)
+    windowed = PromptPool([part]).draw(cut.supervisions[0].speaker, "another", rng, 1000)
+    np.testing.assert_array_equal(windowed, part.load_codes())
+    assert not np.array_equal(windowed[:10], cut_codes(cut)[:10])
 
 
 def test_sampler_resumes_mid_epoch_and_splits_ranks(built):

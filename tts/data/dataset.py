@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import zlib
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional
 
 import numpy as np
@@ -75,7 +76,8 @@ class TokenDataset(torch.utils.data.Dataset):
         prompt_seconds: longest acoustic prompt.
         other_utterance_prob: chance of prompting with another utterance of the same speaker (from ``prompt_pool``)
             instead of a prefix of the target; prefixes are used when the speaker has no other utterance.
-        prompt_pool: cuts to draw other-utterance prompts from (typically the training set).
+        prompt_pool: a ``PromptPool``, or cuts to make one of (typically the training set), to draw other-utterance
+            prompts from.
         seed: prompt choices are drawn from a generator seeded by it and the batch's cut ids (reproducible).
     """
 
@@ -85,10 +87,9 @@ class TokenDataset(torch.utils.data.Dataset):
         self.prompt_frames = int(round(prompt_seconds * frame_rate))
         self.other_utterance_prob = other_utterance_prob
         self.seed = seed
-        self.by_speaker: Dict[str, List] = defaultdict(list)
-        if prompt_pool is not None:
-            for cut in prompt_pool:
-                self.by_speaker[cut.supervisions[0].speaker].append(cut)
+        if prompt_pool is not None and not isinstance(prompt_pool, PromptPool):
+            prompt_pool = PromptPool(prompt_pool)
+        self.prompt_pool = prompt_pool
 
     def __getitem__(self, cuts) -> TokenBatch:
         cuts = sorted(cuts, key=lambda c: c.duration, reverse=True)  # as CutSet.sort_by_duration(ascending=False)
@@ -102,7 +103,7 @@ class TokenDataset(torch.utils.data.Dataset):
         for i, cut in enumerate(cuts):
             other = self._other_utterance(cut, rng)
             if other is not None:
-                prompt = torch.from_numpy(cut_codes(other)[: self.prompt_frames].astype(np.int64))
+                prompt = torch.from_numpy(other.astype(np.int64))
                 is_prefix.append(False)
             else:
                 length = int(code_lens[i])
@@ -129,11 +130,46 @@ class TokenDataset(torch.utils.data.Dataset):
             speakers=[c.supervisions[0].speaker for c in cuts],
         )
 
-    def _other_utterance(self, cut, rng: random.Random):
-        if self.other_utterance_prob <= 0 or rng.random() >= self.other_utterance_prob:
+    def _other_utterance(self, cut, rng: random.Random) -> Optional[np.ndarray]:
+        """The first ``prompt_frames`` codes of another utterance of the cut's speaker, or None."""
+        if self.prompt_pool is None or self.other_utterance_prob <= 0 or rng.random() >= self.other_utterance_prob:
             return None
-        pool = [c for c in self.by_speaker.get(cut.supervisions[0].speaker, []) if c.id != cut.id]
-        return rng.choice(pool) if pool else None
+        return self.prompt_pool.draw(cut.supervisions[0].speaker, cut.id, rng, self.prompt_frames)
+
+
+class PromptPool:
+    """Utterances to prompt with, by speaker: each a cut id and a reference to its stored codes (Lhotse's array
+    manifest with the cut's window, or a pack's array), not the cut, so that a LibriTTS-sized pool costs a few hundred
+    bytes per utterance instead of a cut's few kilobytes. Built in one pass over ``cuts`` (lazy manifests stay lazy).
+    """
+
+    def __init__(self, cuts):
+        self.by_speaker: Dict[str, List[tuple]] = defaultdict(list)
+        paths: Dict[str, str] = {}
+        for cut in cuts:
+            codes = cut.codes
+            inner = getattr(codes, "array", codes)
+            if hasattr(inner, "storage_path"):  # one string per storage file, not one per cut
+                inner = replace(inner, storage_path=paths.setdefault(inner.storage_path, inner.storage_path))
+                codes = replace(codes, array=inner) if inner is not codes and hasattr(codes, "array") else inner
+            window = None
+            if hasattr(codes, "temporal_dim") and cut.has_recording and not (
+                    cut.start == 0 and abs(cut.duration - cut.recording.duration) < 1e-6):
+                window = (cut.start, cut.duration)  # a part of a recording: read as cut.load_codes() does
+            self.by_speaker[sys.intern(cut.supervisions[0].speaker)].append((cut.id, codes, window))
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.by_speaker.values())
+
+    def draw(self, speaker: str, exclude: str, rng: random.Random, frames: int) -> Optional[np.ndarray]:
+        """``[<=frames, K]`` codes of a random utterance of ``speaker`` other than the cut ``exclude``, or None."""
+        entries = self.by_speaker.get(speaker, ())
+        choices = [i for i, entry in enumerate(entries) if entry[0] != exclude]
+        if not choices:
+            return None
+        _, codes, window = entries[rng.choice(choices)]
+        array = codes.load() if window is None else codes.load(start=window[0], duration=window[1])
+        return array[:frames]
 
 
 def stored_durations(cut, num_tokens: int, num_frames: int) -> Optional[torch.Tensor]:
