@@ -86,26 +86,15 @@ from pathlib import Path
 from lhotse import load_manifest_lazy
 from tts.data.pipeline import Pipeline, PipelineConfig
 trace = {trace}
-snapshot = None
 if trace:  # after the imports: what the data holds, not the modules
     tracemalloc.start(4)
-    import lhotse.recipes
-    recipe = lhotse.recipes.prepare_libritts
-
-    def traced(*args, **kwargs):  # the holders while Lhotse's manifests are alive, the prepare stage's peak
-        global snapshot
-        manifests = recipe(*args, **kwargs)
-        snapshot = tracemalloc.take_snapshot()
-        return manifests
-
-    lhotse.recipes.prepare_libritts = traced
 work = Path({work!r})
 t = time.perf_counter()
 pipeline = Pipeline(PipelineConfig(corpus_dir=Path({corpus!r}), work_dir=work, parts=("train",)))
 pipeline.{stage}()
 out = {{"seconds": time.perf_counter() - t}}
 if trace:
-    snapshot = snapshot or tracemalloc.take_snapshot()
+    snapshot = tracemalloc.take_snapshot()  # the stages stream: what is left is what grew
     out["top"] = [f"{{s.size / 2**20:.1f}} MiB {{s.traceback[0].filename.split('site-packages/')[-1]}}:"
                   f"{{s.traceback[0].lineno}}" for s in snapshot.statistics("lineno")[:6]]
 out["items"] = sum(1 for _ in load_manifest_lazy(work / {output!r}))

@@ -12,8 +12,8 @@ import soundfile as sf
 from lhotse import load_manifest_lazy
 
 from tts.data.dataset import cut_codes
-from tts.data.espeak_timing import (TimingMismatch, espeak_cut_durations, espeak_speaker_name, frame_durations,
-                                    parse_espeak_speaker, synthesize)
+from tts.data.espeak_timing import (TimingMismatch, TimingWorker, espeak_cut_durations, espeak_speaker_name,
+                                    frame_durations, parse_espeak_speaker, synthesize)
 from tts.text import build_phonemizer, is_phone
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
@@ -88,6 +88,23 @@ def test_speaker_names_round_trip_and_recordings_are_checked():
     assert sum(timing.frames) == math.ceil(samples * FRAME_RATE / RATE)
     with pytest.raises(TimingMismatch, match="samples"):  # not the recording espeak-ng would make of this text
         espeak_cut_durations(speaker, TEXT, tokens, samples + 2400, RATE, FRAME_RATE)
+
+
+def test_the_worker_times_as_this_process_does_across_replaced_children():
+    """``TimingWorker`` (a child process, replaced after every chunk here): the same timings, None for other speakers,
+    a refusal returned in its place without ending the rest."""
+    tokens = build_phonemizer("espeak")([TEXT])[0]
+    speaker = espeak_speaker_name("en-gb-x-rp+f2", 70, 185)
+    said = synthesize(TEXT, "en-gb-x-rp+f2", 70, 185)
+    samples = round(len(said.audio) * RATE / said.sample_rate)
+    good = (speaker, TEXT, tokens, samples, RATE, FRAME_RATE)
+    requests = [good, ("p225", TEXT, tokens, samples, RATE, FRAME_RATE), (speaker, TEXT, tokens, samples + 2400, RATE,
+                                                                          FRAME_RATE), good]
+    with TimingWorker(chunk=1, recycle=1) as timer:
+        results = list(timer.map(requests))
+    expected = espeak_cut_durations(*good)
+    assert results[0] == expected and results[3] == expected and results[1] is None
+    assert isinstance(results[2], TimingMismatch) and "samples" in str(results[2])
 
 
 @pytest.mark.slow

@@ -26,7 +26,7 @@ from lhotse.features.io import NumpyHdf5Writer
 from tqdm import tqdm
 
 from toolkit.files import atomic_path
-from tts.data.espeak_timing import TimingMismatch, espeak_cut_durations
+from tts.data.espeak_timing import TimingMismatch, TimingWorker, parse_espeak_speaker
 from tts.text import SymbolTable, TextError, build_phonemizer, is_phone
 
 log = logging.getLogger(__name__)
@@ -117,17 +117,21 @@ class Pipeline:
                 continue
             stream = iter(load_manifest_lazy(self.cuts_path(part, "raw")))  # one batch of cuts in memory at a time
             report = self._report(part)
-            with atomic_path(self.cuts_path(part, "phon")) as tmp, CutSet.open_writer(tmp) as writer:
+            with atomic_path(self.cuts_path(part, "phon")) as tmp, CutSet.open_writer(tmp) as writer, \
+                    TimingWorker() as timer:
                 for batch in tqdm(iter(lambda: list(itertools.islice(stream, batch_size)), []),
                                   desc=f"phonemize {part}", unit="batch", leave=False):
                     tokens = phonemizer([c.supervisions[0].text for c in batch])
+                    kept = []
                     for cut, toks in zip(batch, tokens):
                         if not any(is_phone(t) for t in toks):
                             report["skipped"][cut.id] = "nothing pronounceable in the transcript"
                             continue
                         cut.supervisions[0].custom = {**(cut.supervisions[0].custom or {}),
                                                       "phonemes": " ".join(toks)}
-                        self._time_espeak(cut, toks, report)
+                        kept.append((cut, toks))
+                    self._time_espeak(kept, report, timer)
+                    for cut, _ in kept:
                         writer.write(cut)
             self._write_report(part, report)
             self._mark(f"phonemize_{part}")
@@ -146,19 +150,20 @@ class Pipeline:
         table.save(symbols_path)
         return table
 
-    def _time_espeak(self, cut, tokens: List[str], report: dict) -> None:
-        """Exact durations for an utterance of a synthetic espeak-ng speaker (nothing for other speakers)."""
-        sup = cut.supervisions[0]
+    def _time_espeak(self, kept: List[tuple], report: dict, timer: TimingWorker) -> None:
+        """Exact durations for the utterances of synthetic espeak-ng speakers among ``kept`` (cut, tokens) pairs;
+        nothing for other speakers."""
         counts = report.setdefault("durations", {"timed": 0, "refused": {}})
-        try:
-            timing = espeak_cut_durations(sup.speaker, sup.text, tokens, cut.num_samples, cut.sampling_rate,
-                                          self.config.frame_rate, self.config.min_exact_timing)
-        except TimingMismatch as err:
-            counts["refused"][cut.id] = str(err)
-            return
-        if timing is not None:
-            sup.custom.update(durations=" ".join(map(str, timing.frames)), durations_exact=round(timing.exact, 4))
-            counts["timed"] += 1
+        timed = [(cut, toks) for cut, toks in kept if parse_espeak_speaker(cut.supervisions[0].speaker) is not None]
+        requests = [(cut.supervisions[0].speaker, cut.supervisions[0].text, toks, cut.num_samples, cut.sampling_rate,
+                     self.config.frame_rate, self.config.min_exact_timing) for cut, toks in timed]
+        for (cut, _), timing in zip(timed, timer.map(requests)):
+            if isinstance(timing, TimingMismatch):
+                counts["refused"][cut.id] = str(timing)
+            elif timing is not None:
+                cut.supervisions[0].custom.update(durations=" ".join(map(str, timing.frames)),
+                                                  durations_exact=round(timing.exact, 4))
+                counts["timed"] += 1
 
     def _phonemes(self, part: str):
         for cut in load_manifest_lazy(self.cuts_path(part, "phon")):
