@@ -143,7 +143,8 @@ def measure(config, cuts, out: Path, threads: int, steps: int, warmup: int, adve
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, default=ROOT / "recipes" / "codec" / "configs" / "mini.yaml")
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE", help="config overrides")
+    parser.add_argument("--set", nargs="*", action="extend", default=[],  # repeatable
+                        metavar="SECTION.FIELD=VALUE", help="config overrides")
     parser.add_argument("--cuts", type=Path, default=ROOT / "data" / "mini" / "cuts_train.raw.jsonl.gz")
     parser.add_argument("--synthetic", action="store_true", help="train on generated audio instead of --cuts")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])

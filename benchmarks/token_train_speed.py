@@ -242,7 +242,8 @@ def main(argv=None) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--max-duration", type=float, default=60.0, help="seconds of audio per batch (mini: 60)")
     parser.add_argument("--num-buckets", type=int, default=10)
-    parser.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. model.transformer.heads=8")
+    parser.add_argument("--set", nargs="*", action="extend", default=[],  # repeatable
+                        help="config overrides, e.g. model.transformer.heads=8")
     parser.add_argument("--profile", action="store_true",
                         help="also list the costliest operators of a forward and a backward pass")
     parser.add_argument("--top", type=int, default=8)

@@ -76,7 +76,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60, help="distinct batches, one step each")
     parser.add_argument("--max-duration", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--set", nargs="*", default=[], help="config overrides, e.g. model.preset=tiny")
+    parser.add_argument("--set", nargs="*", action="extend", default=[],  # repeatable
+                        help="config overrides, e.g. model.preset=tiny")
     parser.add_argument("--model", help=argparse.SUPPRESS)  # set in the child processes
     parser.add_argument("--release", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -176,8 +176,8 @@ def test_fine_tuning_commands(tmp_path):
 
 @pytest.mark.slow
 def test_bundled_codec_commands(tmp_path):
-    """The commands that made the bundled codec, two steps long: continue from the step-7,000 release, export a
-    checkpoint as an fp16 release, evaluate it on a clip."""
+    """The commands that made the bundled codec, two steps a run: continue from the step-7,000 release, export, continue
+    from that export (its run's other settings), export as the fp16 release, evaluate it on a clip."""
     data = tmp_path / "data" / "mini"
     data.mkdir(parents=True)
     for part in ("train", "test"):
@@ -185,13 +185,19 @@ def test_bundled_codec_commands(tmp_path):
     (tmp_path / "clips").mkdir()
     sf.write(tmp_path / "clips" / "c.wav", np.random.default_rng(1).standard_normal(24000).astype(np.float32) * 0.1,
              24000)
-    train, export, evaluate = snippet("bash", "--init-from tts/assets/languagecodec-mini-step7000").strip().splitlines()
-    run(train, tmp_path, {"tts/assets": str(ROOT / "tts" / "assets"), "--stop-after 17500": "--stop-after 2",
-                          "--threads 1": "--threads 2 --wandb disabled --set train.checkpoint_every=2 "
-                                         "train.batch_size=2"})
-    run(export, tmp_path, {"step-00017500": "step-00000002", "codec/assets": "out"})
+    lines = snippet("bash", "--init-from tts/assets/languagecodec-mini-step7000").strip().splitlines()
+    train_v2, export_v2, train_v3, export_v3, evaluate = lines
+    short = {"--threads 1": "--threads 2 --wandb disabled --set train.checkpoint_every=2 train.batch_size=2"}
+    run(train_v2, tmp_path, {"tts/assets": str(ROOT / "tts" / "assets"), "--stop-after 17500": "--stop-after 2",
+                             **short})
+    assert json.loads((tmp_path / "runs" / "codec_v2" / "train_config.json").read_text())["noise_floor_db"] is None
+    run(export_v2, tmp_path, {"step-00017500": "step-00000002"})
+    run(train_v3, tmp_path, {"--stop-after 18000": "--stop-after 2", **short})
+    assert json.loads((tmp_path / "runs" / "codec_v3" / "init_from.json").read_text())["source"].endswith("v2_17500")
+    run(export_v3, tmp_path, {"step-00018000": "step-00000002", "codec/assets": "out"})
     assert (tmp_path / "out" / "languagecodec-mini" / "model.safetensors").is_file()
-    out = run(evaluate, tmp_path, {"codec/assets": "out", "../shared/speech": "clips --no-vuv"}).stdout
+    out = run(evaluate, tmp_path, {"codec/assets": "out", "../shared/speech": "clips --no-vuv",
+                                   " --intelligibility": ""}).stdout
     assert "| languagecodec-mini | 8 | 6 |" in out
 
 

@@ -320,7 +320,8 @@ def add_run_arguments(parser) -> None:
     from toolkit.weights import add_shard_size_option
 
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.FIELD=VALUE", help="config overrides")
+    parser.add_argument("--set", nargs="*", action="extend", default=[],  # repeatable
+                        metavar="SECTION.FIELD=VALUE", help="config overrides")
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument("--train-cuts", type=Path)
     data.add_argument("--pack", type=Path, help="a training pack (recipes/gpu/pack.py): its training and validation "

@@ -330,7 +330,8 @@ def check_config(config: dict, path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", type=Path, required=True)
-    parser.add_argument("--set", nargs="*", default=[], metavar="SECTION.KEY=VALUE", help="config overrides")
+    parser.add_argument("--set", nargs="*", action="extend", default=[],  # repeatable
+                        metavar="SECTION.KEY=VALUE", help="config overrides")
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--stages", nargs="*", help="run only these stages")
     parser.add_argument("--force", nargs="*", default=[], help="rerun these stages even if done")
