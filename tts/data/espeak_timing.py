@@ -21,7 +21,6 @@ import multiprocessing
 import re
 import shutil
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -292,20 +291,28 @@ class TimingWorker:
     child takes that growth and is replaced before it matters (at most 25,000 utterances: about 120 MiB); the parent
     stays flat. Chunks keep the cost of the round trips small; the child starts on the first request, so corpora
     without synthetic speakers never start one. A standard-library pool rather than our own process handling: it
-    replaces the child after ``max_tasks_per_child`` tasks (chunks) and carries exceptions back."""
+    replaces the child after ``maxtasksperchild`` tasks (chunks) and carries exceptions back. Forked where the
+    platform can (a spawned child would import the caller's main module again, seconds for a recipe script)."""
 
     def __init__(self, chunk: int = 25, recycle: int = 1000):
-        self.chunk = chunk
-        self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                         max_tasks_per_child=recycle)
+        self.chunk, self.recycle = chunk, recycle
+        self._pool = None
 
     def map(self, requests: Sequence[tuple]) -> Iterator[Union[Timing, None, TimingMismatch]]:
         """For each request (``espeak_cut_durations``' arguments, in order), its ``Timing``, None (not a synthetic
         speaker), or the ``TimingMismatch`` it raised."""
-        return self._pool.map(_durations_or_mismatch, requests, chunksize=self.chunk)
+        if not requests:
+            return iter(())
+        if self._pool is None:
+            method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            self._pool = multiprocessing.get_context(method).Pool(1, maxtasksperchild=self.recycle)
+        return self._pool.imap(_durations_or_mismatch, requests, chunksize=self.chunk)
 
     def close(self) -> None:
-        self._pool.shutdown()
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
 
     def __enter__(self) -> "TimingWorker":
         return self
