@@ -92,7 +92,7 @@ class _Library:
     def _collect(self, wav, count, events) -> int:
         if count > 0:
             # Copied as bytes: np.ctypeslib.as_array(wav, shape=(count,)) makes a ctypes array type per distinct
-            # count, which ctypes caches for good (4.6 KiB a cut in benchmarks/data_scale.py's phonemize stage).
+            # count, which ctypes caches for good (1.3 KiB a cut in benchmarks/data_scale.py's phonemize stage).
             self._chunks.append(np.frombuffer(ctypes.string_at(wav, count * 2), dtype=np.int16))
         i = 0
         while events[i].type != _EVENT_LIST_TERMINATED:

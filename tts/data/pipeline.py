@@ -8,7 +8,6 @@ skipped and listed in ``<work>/report_<part>.json``.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import json
 import logging
@@ -95,11 +94,11 @@ class Pipeline:
             if not (root / part).is_dir():
                 raise FileNotFoundError(f"{root / part} does not exist (download or build the corpus first)")
             report = self._report(part)
-            within = functools.partial(_duration_within, self.config.min_duration, self.config.max_duration)
+            low, high = self.config.min_duration, self.config.max_duration
             with atomic_path(self.cuts_path(part, "raw")) as tmp, CutSet.open_writer(tmp) as writer:
                 for cut in libritts_cuts(root, part, report["skipped"]):
                     cut = cut.resample(SAMPLE_RATE)
-                    if within(cut):
+                    if low <= cut.duration <= high:
                         writer.write(cut)
             self._write_report(part, report)
             self._mark(f"prepare_{part}")
@@ -323,10 +322,6 @@ def libritts_cuts(root: Path, part: str, skipped: Dict[str, str]) -> Iterator:
                 channel=recording.channel_ids[0] if mono else recording.channel_ids, recording=recording,
                 supervisions=[supervision])
             index += 1
-
-
-def _duration_within(low: float, high: float, cut) -> bool:
-    return low <= cut.duration <= high
 
 
 def _retarget(manifest, h5: Path):
