@@ -7,7 +7,7 @@ The larger corpora are the base's cuts again under new ids (``<id>_r<k>``, the s
 made. Every stage runs in a fresh process (the project at ``--code``, default this checkout), which reports its peak
 resident memory (``ru_maxrss``), wall time and throughput:
 
-- ``prepare``: the pipeline's manifest preparation (Lhotse's LibriTTS recipe, resampling, duration filter, the raw
+- ``prepare``: the pipeline's manifest preparation (the LibriTTS-layout reader, resampling, duration filter, the raw
   cut manifest written) on a LibriTTS-layout corpus of links to the base's audio (``--prepare-cuts``, default all);
 - ``phonemize``: the pipeline's phonemization (espeak-ng, exact durations of the synthetic voices) of the first
   ``--phonemize-cuts`` cuts of the base, scaled alike;
