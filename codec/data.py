@@ -3,7 +3,8 @@ peak-normalized to a random level."""
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from fnmatch import fnmatchcase
+from typing import Mapping, Optional, Tuple
 
 import numpy as np
 import torch
@@ -54,6 +55,28 @@ class AudioCropDataset(torch.utils.data.Dataset):
             levels = low + (high - low) * torch.rand(len(cuts), 1)
             out += torch.randn(out.shape) * 10 ** (levels / 20)
         return out
+
+
+def repeat_cuts(cuts, factors: Mapping[str, int]):
+    """``cuts`` with each cut appearing as many times per epoch as the first speaker pattern it matches says
+    (``fnmatch`` patterns such as ``"espeak-*"``; no match: once; 0 drops it). Lazy: the manifest is still streamed,
+    repeats follow their original (ids suffixed ``_rep1``, ...) and the sampler's shuffle buffer spreads them. Each
+    repeat is cropped afresh, so the codec sees more of the up-weighted audio, not the same crop again.
+
+    The mini corpus is 11 of its 13 hours synthetic voices, and the codec is judged on real speech: a codec trained
+    on the corpus as it is scored PESQ 2.5 on held-out synthetic speech and 1.46 on real clips.
+    """
+    from lhotse import CutSet
+    from lhotse.lazy import LazyFlattener, LazyMapper
+
+    patterns = list(factors.items())
+
+    def copies(cut):
+        speaker = cut.supervisions[0].speaker if cut.supervisions else None
+        times = next((n for pattern, n in patterns if fnmatchcase(speaker or "", pattern)), 1)
+        return [cut if k == 0 else cut.with_id(f"{cut.id}_rep{k}") for k in range(times)]
+
+    return CutSet(LazyFlattener(LazyMapper(cuts, copies)))
 
 
 def clip_sampler(cuts, batch_size: int, seed: int, world_size: int = 1, rank: int = 0):

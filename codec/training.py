@@ -24,10 +24,11 @@ from torch import nn
 
 from toolkit.config import build, preset_section, read_run_file
 from toolkit.engine import RunConfig, Trainer
+from toolkit.pack import is_pack_data
 from toolkit.runs import LOOP_FIELDS, NonFiniteLossError, agree_finite, warmup_cosine
 
 from .config import CodecConfig
-from .data import AudioCropDataset, clip_sampler
+from .data import AudioCropDataset, clip_sampler, repeat_cuts
 from .discriminators import DiscriminatorConfig, Discriminators, SubOutput
 from .losses import LossWeights, MelLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss
 from .model import LanguageCodec
@@ -55,6 +56,8 @@ class TrainConfig(RunConfig):
     grad_clip: float = 10.0
     validation_clips: int = 4
     noise_floor_db: Optional[tuple] = None
+    # speaker pattern -> times each such cut appears per epoch (codec.data.repeat_cuts); null: each once
+    repeat_factors: Optional[dict] = None
 
     FIELDS = {
         **LOOP_FIELDS, "batch_size": "positive int", "segment_seconds": "positive number",
@@ -69,6 +72,12 @@ class TrainConfig(RunConfig):
                 and floor[0] <= floor[1]):
             raise ValueError(f"train.noise_floor_db must be null or [low, high] dBFS with low <= high <= 0, "
                              f"got {floor!r}")
+        factors = self.repeat_factors
+        if factors is not None and not (isinstance(factors, dict) and factors and all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                for k, v in factors.items())):
+            raise ValueError(f"train.repeat_factors must be null or a mapping of speaker patterns to ints >= 0, "
+                             f"got {factors!r}")
 
 
 
@@ -124,6 +133,10 @@ class CodecTrainer(Trainer):
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, schedule)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda step: schedule(step + offset))
         world, rank = (1, 0) if per_rank else (self.acc.num_processes, self.acc.process_index)
+        if config.repeat_factors:
+            if is_pack_data(train_cuts):
+                raise ValueError("train.repeat_factors needs cuts: a pack's clips have no speakers")
+            train_cuts = repeat_cuts(train_cuts, config.repeat_factors)
         self.sampler = clip_sampler(train_cuts, config.batch_size, config.seed, world, rank)
         segment = int(config.segment_seconds * config.codec.sample_rate)
         dataset = AudioCropDataset(segment, sample_rate=config.codec.sample_rate,

@@ -324,3 +324,27 @@ def test_noise_floor_augmentation(cuts):
     for bad in ("[-40,-60]", "[-40]", "[3,5]"):
         with pytest.raises(ValueError, match="noise_floor_db"):
             tiny_config(noise_floor_db=bad)
+
+
+def test_repeat_factors_weight_speakers(cuts, tmp_path):
+    """``train.repeat_factors`` repeats (or drops) cuts by speaker pattern in every epoch; the rest appear once."""
+    from lhotse import SupervisionSegment
+
+    from codec.data import repeat_cuts
+
+    speakers = ["synth-a", "synth-b", "real-c", "other"]
+    labelled = CutSet([cut.with_id(speaker) for cut, speaker in zip(cuts, speakers)])
+    for cut in labelled:
+        cut.supervisions = [SupervisionSegment(cut.id, cut.recording_id, 0.0, cut.duration, speaker=cut.id)]
+    ids = [c.id for c in repeat_cuts(labelled, {"synth-*": 0, "real-*": 3})]
+    assert sorted(ids) == ["other", "real-c", "real-c_rep1", "real-c_rep2"]
+    assert sorted(c.id for c in repeat_cuts(labelled, {"synth-a": 2, "*": 1})) == [
+        "other", "real-c", "synth-a", "synth-a_rep1", "synth-b"]
+
+    config = tiny_config(max_steps=2, repeat_factors='{"synth-*": 0, "real-*": 3}', batch_size=2)
+    assert config.repeat_factors == {"synth-*": 0, "real-*": 3}
+    trainer = CodecTrainer(config, labelled, tmp_path)
+    assert sorted(c.id for batch in trainer.sampler for c in batch) == sorted(ids)
+    for bad in ("[1]", '{"a": -1}', '{"a": 1.5}', "{}"):
+        with pytest.raises(ValueError, match="repeat_factors"):
+            tiny_config(repeat_factors=bad)
