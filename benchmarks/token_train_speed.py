@@ -241,7 +241,7 @@ def main(argv=None) -> None:
     parser.add_argument("--steps", type=int, default=8, help="timed steps (distinct batches)")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--max-duration", type=float, default=60.0, help="seconds of audio per batch (mini: 60)")
-    parser.add_argument("--num-buckets", type=int, default=10)
+    parser.add_argument("--num-buckets", type=int, default=30, help="duration buckets (mini: 30)")
     parser.add_argument("--set", nargs="*", action="extend", default=[],  # repeatable
                         help="config overrides, e.g. model.transformer.heads=8")
     parser.add_argument("--profile", action="store_true",

@@ -220,7 +220,9 @@ class Trainer:
 
     def _log_window(self, window: List[dict], amount: float, since: float) -> dict:
         """Log the means of a window of step logs and the throughput since ``since``; returns the means."""
-        mean = {k: sum(d.get(k, 0.0) for d in window) / len(window) for k in window[-1]}
+        # over the steps that logged the key (an output with nothing to learn from in a batch logs nothing)
+        keys = dict.fromkeys(k for d in window for k in d)
+        mean = {k: sum(d[k] for d in window if k in d) / sum(k in d for d in window) for k in keys}
         mean[self.throughput_key] = amount / max(time.perf_counter() - since, 1e-9)
         self.log({f"train/{k}": v for k, v in mean.items()})
         return mean

@@ -60,6 +60,19 @@ def test_stored_durations_drive_the_duration_predictor(built):
         valid = torch.arange(batch.phonemes.shape[1])[None, :] < batch.phoneme_lens[:, None]
         expected = F.mse_loss(predicted[valid], torch.log1p(target[valid].float()))
         assert torch.allclose(out["duration"].loss, expected, atol=1e-6), (stored, out["duration"].loss, expected)
+        # the jointly trained aligner learns from the items without stored durations only
+        unknown = ~known if stored else torch.ones_like(known)
+        with torch.no_grad():
+            n, t = int(batch.phoneme_lens[unknown].max()), int(batch.code_lens[unknown].max())
+            alone = model.aligner(batch.phonemes[unknown, :n], batch.phoneme_lens[unknown],
+                                  batch.codes[unknown, :, :t], batch.code_lens[unknown])
+        assert torch.allclose(out["aligner"].loss, alone.loss, atol=1e-5)
+        assert out["aligner"].tokens == int(batch.code_lens[unknown].sum())
+    # and it idles when every item has them
+    labelled = TokenDataset(symbols)[CutSet.from_cuts(synthetic[:4])]
+    out = model.__class__(MobileSpeechConfig.tiny(len(symbols)))(labelled, generator=torch.Generator().manual_seed(0))
+    assert out["aligner"].tokens == 0 and not out["aligner"].loss.requires_grad
+    assert out["smd"].loss.requires_grad and out["duration"].loss.requires_grad
 
 
 @pytest.mark.slow
@@ -133,7 +146,14 @@ def test_training_resumes_exactly_and_the_release_speaks(built, tmp_path):
     a, b = weights(unbroken), weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     results = resumed.validate(cuts)
-    assert {"valid/smd_loss", "valid/smd_accuracy", "valid/duration_loss", "valid/aligner_loss"} <= set(results)
+    assert {"valid/smd_loss", "valid/smd_accuracy", "valid/duration_loss"} <= set(results)
+    # the jointly trained aligner only scores cuts without stored durations
+    stored = [c for c in cuts if "durations" in (c.supervisions[0].custom or {})]
+    assert "valid/aligner_loss" not in resumed.validate(CutSet.from_cuts(stored[:8]))
+    plain = [copy.deepcopy(c) for c in stored[:4]]
+    for c in plain:
+        del c.supervisions[0].custom["durations"]
+    assert "valid/aligner_loss" in resumed.validate(CutSet.from_cuts(plain))
     assert "valid/duration_accuracy" not in results
     release = resumed.export(dtype=torch.float32)
     # the export recipe makes the same release from the run's latest checkpoint, in fp16 when asked

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -210,17 +210,42 @@ class MobileSpeech(TokenModel):
 
     # Training -----------------------------------------------------------------------------------------------------
 
+    @classmethod
+    def unused_parameters(cls, stages: Sequence[str]) -> bool:
+        return True  # the aligner idles on batches whose items all have stored durations
+
+    def batch_durations(self, batch: TokenBatch) -> Tuple[torch.Tensor, torch.Tensor, int]:
+        """``(durations [B, N], aligner loss, frames it aligned)``: the stored durations where the batch has them
+        (``stored_durations``), the jointly trained aligner's (MAS, detached) for the other items.
+
+        The aligner runs on those other items only, and not at all when every item has stored durations: it was 11 %
+        of a mini training step (docs/speed.md), and its durations would be thrown away. So it learns from the cuts
+        without durations; on a corpus labelled by the stand-alone aligner stage (recipes/aligner/label.py) it idles.
+        """
+        codes, lens = batch.codes, batch.code_lens
+        device = codes.device
+        if not self.config.stored_durations or batch.durations is None:
+            alignment = self.aligner(batch.phonemes, batch.phoneme_lens, codes, lens, binarization_weight=0.0)
+            return alignment.durations, alignment.loss, int(lens.sum())
+        durations = batch.durations.to(device)
+        todo = torch.nonzero(~batch.durations_known.to(device)).flatten()
+        if todo.numel() == 0:
+            return durations, torch.zeros((), device=device), 0
+        num_phonemes, num_frames = batch.phoneme_lens[todo], lens[todo]
+        n, t = int(num_phonemes.max()), int(num_frames.max())
+        alignment = self.aligner(batch.phonemes[todo, :n], num_phonemes, codes[todo, :, :t], num_frames,
+                                 binarization_weight=0.0)
+        durations = durations.clone()
+        durations[todo] = F.pad(alignment.durations, (0, durations.shape[1] - n)).to(durations.dtype)
+        return durations, alignment.loss, int(num_frames.sum())
+
     def forward(self, batch: TokenBatch, generator: Optional[torch.Generator] = None) -> Dict[str, StageOutput]:
         """Losses on a batch: ``smd`` (masked tokens of the drawn layer), ``duration`` and ``aligner``."""
         cfg = self.config
         codes, lens = batch.codes, batch.code_lens
         b, k, t = codes.shape
         device = codes.device
-        alignment = self.aligner(batch.phonemes, batch.phoneme_lens, codes, lens, binarization_weight=0.0)
-        durations = alignment.durations  # detached (MAS)
-        if cfg.stored_durations and batch.durations is not None:
-            stored = batch.durations.to(device)
-            durations = torch.where(batch.durations_known.to(device)[:, None], stored, durations)
+        durations, aligner_loss, aligned_frames = self.batch_durations(batch)
         text = self.encode_text(batch.phonemes, batch.phoneme_lens)
         memory, summary, memory_mask = self.encode_prompt(batch.prompt_codes, batch.prompt_lens)
         predicted = self.durations(text, summary)
@@ -259,7 +284,7 @@ class MobileSpeech(TokenModel):
         return {
             "smd": smd,
             "duration": StageOutput(cfg.duration_weight * duration_loss, zero, zero, int(valid_p.sum())),
-            "aligner": StageOutput(cfg.aligner_weight * alignment.loss, zero, zero, int(valid_t.sum())),
+            "aligner": StageOutput(cfg.aligner_weight * aligner_loss, zero, zero, aligned_frames),
         }
 
     # Inference ----------------------------------------------------------------------------------------------------
