@@ -69,14 +69,19 @@ def repeat_cuts(cuts, factors: Mapping[str, int]):
     from lhotse import CutSet
     from lhotse.lazy import LazyFlattener, LazyMapper
 
-    patterns = list(factors.items())
+    return CutSet(LazyFlattener(LazyMapper(cuts, _Copies(tuple(factors.items())))))
 
-    def copies(cut):
+
+class _Copies:
+    """A cut -> its copies under ``repeat_cuts``' patterns; a class, not a closure, so a manifest using it pickles."""
+
+    def __init__(self, patterns):
+        self.patterns = patterns
+
+    def __call__(self, cut):
         speaker = cut.supervisions[0].speaker if cut.supervisions else None
-        times = next((n for pattern, n in patterns if fnmatchcase(speaker or "", pattern)), 1)
+        times = next((n for pattern, n in self.patterns if fnmatchcase(speaker or "", pattern)), 1)
         return [cut if k == 0 else cut.with_id(f"{cut.id}_rep{k}") for k in range(times)]
-
-    return CutSet(LazyFlattener(LazyMapper(cuts, copies)))
 
 
 def clip_sampler(cuts, batch_size: int, seed: int, world_size: int = 1, rank: int = 0):

@@ -338,6 +338,10 @@ def test_repeat_factors_weight_speakers(cuts, tmp_path):
         cut.supervisions = [SupervisionSegment(cut.id, cut.recording_id, 0.0, cut.duration, speaker=cut.id)]
     ids = [c.id for c in repeat_cuts(labelled, {"synth-*": 0, "real-*": 3})]
     assert sorted(ids) == ["other", "real-c", "real-c_rep1", "real-c_rep2"]
+    import pickle  # a manifest with repeats pickles (DataLoader workers, spawned processes)
+
+    assert sorted(c.id for c in pickle.loads(pickle.dumps(repeat_cuts(labelled, {"synth-*": 0, "real-*": 3})))) \
+        == sorted(ids)
     assert sorted(c.id for c in repeat_cuts(labelled, {"synth-a": 2, "*": 1})) == [
         "other", "real-c", "synth-a", "synth-a_rep1", "synth-b"]
 
