@@ -18,6 +18,7 @@ def test_codec_gpu_config_is_the_mini_codec_with_the_official_optimization():
     assert gpu.codec.to_dict() | {"quantizer": None} == mini.codec.to_dict() | {"quantizer": None}
     assert gpu.codec.quantizer.threshold_ema_dead_code == 2
     assert gpu.discriminators == release.discriminators
+    assert mini.repeat_factors and gpu.repeat_factors is None  # a pack's clips have no speakers to weight
     assert (gpu.batch_size, gpu.segment_seconds, gpu.learning_rate) == (100, 1.0, 2e-4)
     assert gpu.mixed_precision == "bf16" and gpu.reconstruction_only_steps == 0
 
