@@ -218,24 +218,25 @@ class MobileSpeech(TokenModel):
         """``(durations [B, N], aligner loss, frames it aligned)``: the stored durations where the batch has them
         (``stored_durations``), the jointly trained aligner's (MAS, detached) for the other items.
 
-        The aligner runs on those other items only, and not at all when every item has stored durations: it was 11 %
-        of a mini training step (docs/speed.md), and its durations would be thrown away. So it learns from the cuts
-        without durations; on a corpus labelled by the stand-alone aligner stage (recipes/aligner/label.py) it idles.
+        The aligner runs on those other items only, and not at all when every item has stored durations: their
+        aligner durations would be thrown away (its forward alone was 0.28 s of a 7.2 s mini step on 1 thread;
+        docs/speed.md). So it learns from the cuts without durations; on a corpus labelled by the stand-alone aligner
+        stage (recipes/aligner/label.py) it idles.
         """
         codes, lens = batch.codes, batch.code_lens
         device = codes.device
-        if not self.config.stored_durations or batch.durations is None:
-            alignment = self.aligner(batch.phonemes, batch.phoneme_lens, codes, lens, binarization_weight=0.0)
-            return alignment.durations, alignment.loss, int(lens.sum())
-        durations = batch.durations.to(device)
-        todo = torch.nonzero(~batch.durations_known.to(device)).flatten()
+        if self.config.stored_durations and batch.durations is not None:
+            durations = batch.durations.to(device).clone()
+            todo = torch.nonzero(~batch.durations_known.to(device)).flatten()
+        else:
+            durations = torch.zeros_like(batch.phonemes)
+            todo = torch.arange(len(lens), device=device)
         if todo.numel() == 0:
             return durations, torch.zeros((), device=device), 0
         num_phonemes, num_frames = batch.phoneme_lens[todo], lens[todo]
         n, t = int(num_phonemes.max()), int(num_frames.max())
         alignment = self.aligner(batch.phonemes[todo, :n], num_phonemes, codes[todo, :, :t], num_frames,
                                  binarization_weight=0.0)
-        durations = durations.clone()
         durations[todo] = F.pad(alignment.durations, (0, durations.shape[1] - n)).to(durations.dtype)
         return durations, alignment.loss, int(num_frames.sum())
 
