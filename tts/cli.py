@@ -126,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--temperature", type=ranged("temperature"), default=1.0, help="above 0, at most 10")
     syn.add_argument("--top-k", type=ranged("top_k"), default=25, help="0 for no top-k filter")
     syn.add_argument("--top-p", type=ranged("top_p"), default=0.8, help="above 0, at most 1")
+    syn.add_argument("--free-alignment", action="store_true",
+                     help="VALL-E with a guided alignment head: decode without its monotonic constraint")
     syn.add_argument("--steps", type=ranged("steps"), default=16,
                      help="MobileSpeech: decoding rounds of the first layer (1 to 256)")
     syn.add_argument("--speed", type=ranged("speed"), default=1.0,
@@ -231,7 +233,8 @@ def synthesize(args: argparse.Namespace) -> int:
     outputs = _outputs(args, texts, lines)
     device = _device(args.device)
     synthesizer = Synthesizer.from_pretrained(args.checkpoint, args.model, device)
-    sampling = SamplingConfig(greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+    sampling = SamplingConfig(greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                              constrain_alignment=not args.free_alignment)
     prompt_text = args.prompt_text
     if not prompt_text and synthesizer.needs_prompt_text:
         prompt_text = synthesizer.transcribe_prompt(args.prompt, args.prompt_seconds)

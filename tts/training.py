@@ -200,7 +200,7 @@ class TokenTrainer(Trainer):
                     continue
                 self.acc.backward(loss / n)
             for name, o in outputs.items():
-                if name in self.kind.loss_only and not o.tokens:  # nothing to learn from in this batch
+                if not o.tokens:  # nothing to learn from in this batch (e.g. no stored durations in it)
                     continue
                 metrics = (("loss", o.loss),) if name in self.kind.loss_only else (
                     ("loss", o.loss), ("accuracy", o.accuracy), ("top10", o.top10))

@@ -14,6 +14,8 @@ class SamplingConfig:
         greedy: argmax (the other fields are ignored).
         ras_window, ras_threshold: repetition-aware sampling: when the nucleus-sampled token already fills more than
             ``threshold`` of the last ``window`` tokens, draw again from the whole distribution (0 window: off).
+        constrain_alignment: a model with a guided alignment head (VALL-E's ``align_layer``) decodes with it moving
+            monotonically through the text and ends only at the text's end; models without one ignore it.
     """
 
     greedy: bool = False
@@ -22,6 +24,7 @@ class SamplingConfig:
     top_p: float = 0.8
     ras_window: int = 10
     ras_threshold: float = 0.1
+    constrain_alignment: bool = True
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:

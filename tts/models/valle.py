@@ -28,10 +28,35 @@ STAGES = ("ar", "nar")
 
 @dataclass(frozen=True)
 class ValleConfig:
+    """Attributes:
+        align_layer: the AR layer one of whose heads (``align_head``) is taught where the text is, from stored
+            phoneme durations: at each audio position, its attention over the phonemes should fall on the phoneme
+            being spoken (or within ``align_window`` tokens of it, for durations known only roughly). None (every
+            release before it): no guided head. At inference the head's running position constrains decoding
+            (``SamplingConfig.constrain_alignment``).
+        align_weight: the weight of that loss (``-log`` of the head's attention mass on the window).
+    """
+
     num_symbols: int
     num_codebooks: int = 8
     codebook_size: int = 1024
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    align_layer: Optional[int] = None
+    align_head: int = 0
+    align_weight: float = 1.0
+    align_window: int = 0
+
+    def __post_init__(self):
+        if self.align_layer is not None and not (_index(self.align_layer)
+                                                 and 0 <= self.align_layer < self.transformer.layers):
+            raise ValueError(f"align_layer must be a layer index below {self.transformer.layers} or null, "
+                             f"got {self.align_layer!r}")
+        if not (_index(self.align_head) and 0 <= self.align_head < self.transformer.heads):
+            raise ValueError(f"align_head must be a head index below {self.transformer.heads}, got {self.align_head!r}")
+        if not (isinstance(self.align_weight, (int, float)) and self.align_weight >= 0):
+            raise ValueError(f"align_weight must be >= 0, got {self.align_weight!r}")
+        if not (_index(self.align_window) and self.align_window >= 0):
+            raise ValueError(f"align_window must be an integer >= 0, got {self.align_window!r}")
 
     @classmethod
     def paper(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 1024) -> "ValleConfig":
@@ -55,6 +80,10 @@ class ValleConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "ValleConfig":
         return build(cls, data)
+
+
+def _index(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _lengths_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
@@ -94,7 +123,15 @@ class _Base(nn.Module):
 
 
 class ValleAR(_Base):
-    """Autoregressive stage: codebook 1 with an end token. Audio vocabulary: codes, ``eos``, ``bos``."""
+    """Autoregressive stage: codebook 1 with an end token. Audio vocabulary: codes, ``eos``, ``bos``.
+
+    With ``config.align_layer``, one head of that layer is the guided alignment head: trained on stored durations
+    (``losses``), and at inference its running position over the phonemes constrains decoding (``generate``).
+    """
+
+    LOOKAHEAD = 4  # phoneme tokens the guided head may move ahead per frame at inference (stress marks and word
+    # boundaries take no frames, so a spoken phoneme can be 3 tokens after the last)
+    EOS_MARGIN = 2  # the end token is allowed once the head is on one of the last 2 tokens (the final punctuation's)
 
     def __init__(self, config: ValleConfig):
         super().__init__(config, num_conditions=0)
@@ -104,6 +141,13 @@ class ValleAR(_Base):
 
     def forward(self, phonemes, phoneme_lens, codes, code_lens) -> StageOutput:
         """codes ``[B, K, T]`` (padding anything); trains on the whole first codebook, as the paper's AR."""
+        return self.losses(phonemes, phoneme_lens, codes, code_lens)["ar"]
+
+    def losses(self, phonemes, phoneme_lens, codes, code_lens, durations: Optional[torch.Tensor] = None,
+               known: Optional[torch.Tensor] = None) -> Dict[str, StageOutput]:
+        """``ar``, and with a guided head ``align``: its loss on the items whose ``durations`` ``[B, P]`` (frames per
+        phoneme) are ``known`` ``[B]``, with the share of their frames on which the head's strongest phoneme is the
+        one spoken (accuracy) or within one token of it (top10)."""
         c1 = codes[:, 0].clamp(min=0)
         b, t = c1.shape
         inputs = torch.cat([torch.full((b, 1), self.bos, device=c1.device), c1], dim=1)
@@ -111,8 +155,35 @@ class ValleAR(_Base):
         targets[torch.arange(b), code_lens] = self.eos
         targets[~_lengths_mask(code_lens + 1, t + 1)] = IGNORE
         x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(inputs), code_lens + 1, causal_audio=True)
-        h = self.transformer(x, mask=mask)[:, phonemes.shape[1]:]
-        return token_metrics(self.head(h), targets)
+        tt = phonemes.shape[1]
+        layer = self.config.align_layer
+        if layer is None:
+            return {"ar": token_metrics(self.head(self.transformer(x, mask=mask)[:, tt:]), targets)}
+        h, weights = self.transformer(x, mask=mask, probe=layer)
+        return {"ar": token_metrics(self.head(h[:, tt:]), targets),
+                "align": self._alignment(weights[:, self.config.align_head, tt:tt + t, :tt], code_lens, durations,
+                                         known)}
+
+    def _alignment(self, attention: torch.Tensor, code_lens: torch.Tensor, durations: Optional[torch.Tensor],
+                   known: Optional[torch.Tensor]) -> StageOutput:
+        """attention ``[B, T, P]``: the guided head at the audio positions that predict frames ``0..T-1`` (position
+        ``i`` reads frame ``i - 1`` and predicts frame ``i``, so it is taught the phoneme of frame ``i``)."""
+        zero = attention.new_zeros((), dtype=torch.float32)
+        if durations is None or known is None or not bool(known.any()):
+            return StageOutput(zero, zero, zero, 0)
+        b, t, p = attention.shape
+        ends = durations[:, :p].cumsum(1)  # [B, P]: the frame after each phoneme
+        frames = torch.arange(t, device=attention.device).expand(b, t).contiguous()
+        spoken = torch.searchsorted(ends, frames, right=True)  # [B, T]: the phoneme of each frame
+        valid = _lengths_mask(code_lens, t) & known[:, None]
+        near = (torch.arange(p, device=attention.device) - spoken[..., None]).abs() <= self.config.align_window
+        mass = (attention.float() * near).sum(-1)
+        loss = -mass[valid].clamp_min(1e-6).log().mean() * self.config.align_weight
+        with torch.no_grad():
+            strongest = attention.argmax(-1)
+            accuracy = (strongest == spoken)[valid].float().mean()
+            within = ((strongest - spoken).abs() <= 1)[valid].float().mean()
+        return StageOutput(loss, accuracy, within, int(valid.sum()))
 
     @torch.no_grad()
     def generate(self, phonemes: torch.Tensor, phoneme_lens: torch.Tensor, prompt: torch.Tensor,
@@ -129,20 +200,39 @@ class ValleAR(_Base):
                 recomputes the whole sequence, the reference the cache is tested and benchmarked against.
         Returns:
             ``[T_i]`` generated codes per item (without the prompt and the end token).
+
+        With a guided head and ``sampling.constrain_alignment``: the head's position starts where it looks at the
+        prompt's last frame; at each new frame the head sees only the phonemes from one before that position to
+        ``LOOKAHEAD`` after it, its position moves to its strongest phoneme there (never back), and the end token is
+        allowed only once it is on one of the last ``EOS_MARGIN`` phonemes of the text.
         """
         b, tt = phonemes.shape
         dev = phonemes.device
+        guided = self.config.align_layer is not None and sampling.constrain_alignment
+        probe = self.config.align_layer if guided else None
+        head = self.config.align_head
         tokens = torch.cat([torch.full((b, 1), self.bos, device=dev), prompt.to(dev).expand(b, -1)], dim=1)
+        prefill = tokens.shape[1]
         cache = self.transformer.new_cache() if use_cache else None
         x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(tokens),
-                             torch.full((b,), tokens.shape[1], device=dev), causal_audio=True)
-        logits = self.head(self.transformer(x, mask=mask, cache=cache)[:, -1]).float()
-        keys = torch.cat([_lengths_mask(phoneme_lens, tt), torch.ones(b, tokens.shape[1], dtype=torch.bool,
-                                                                        device=dev)], dim=1)
+                             torch.full((b,), prefill, device=dev), causal_audio=True)
+        h, weights = self._run(x, mask, cache, probe, None)
+        logits = self.head(h[:, -1]).float()
+        keys = torch.cat([_lengths_mask(phoneme_lens, tt), torch.ones(b, prefill, dtype=torch.bool, device=dev)],
+                         dim=1)
+        text = torch.arange(tt, device=dev)
+        real = _lengths_mask(phoneme_lens, tt)
+        position = windows = None
+        if guided:
+            position = weights[:, head, -1, :tt].masked_fill(~real, -1.0).argmax(-1)
+            windows = []
         out: List[List[int]] = [[] for _ in range(b)]
         done = [False] * b
-        pos, d = tokens.shape[1], self.config.transformer.dim
+        pos, d = prefill, self.config.transformer.dim
         while True:
+            if guided:  # the end token waits for the head to reach the end of the text
+                logits = logits.masked_fill(((position < phoneme_lens - self.EOS_MARGIN)[:, None]
+                                             & (torch.arange(logits.shape[1], device=dev) == self.eos)), float("-inf"))
             step = []
             for i in range(b):
                 token = self.eos
@@ -155,18 +245,40 @@ class ValleAR(_Base):
             if all(done):
                 break
             step = torch.tensor(step, device=dev)[:, None]
+            if guided:
+                windows.append(real & (text >= (position - 1)[:, None])
+                               & (text <= (position + self.LOOKAHEAD)[:, None]))
             if use_cache:
                 x = self.audio_embedding(step) * self.scale + sinusoidal(torch.tensor([pos], device=dev), d)
                 keys = torch.cat([keys, torch.ones(b, 1, dtype=torch.bool, device=dev)], dim=1)
-                h = self.transformer(x, mask=keys[:, None, None, :], cache=cache)  # sees every cached position
+                step_mask = keys[:, None, None, :]  # sees every cached position
+                probe_mask = None
+                if guided:
+                    probe_mask = step_mask.expand(b, self.config.transformer.heads, 1, -1).clone()
+                    probe_mask[:, head, 0, :tt] = windows[-1]
+                h, weights = self._run(x, step_mask, cache, probe, probe_mask)
             else:
                 tokens = torch.cat([tokens, step], dim=1)
                 x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(tokens),
                                      torch.full((b,), tokens.shape[1], device=dev), causal_audio=True)
-                h = self.transformer(x, mask=mask)
+                probe_mask = None
+                if guided:  # every generated position's window, as the cached path saw them
+                    probe_mask = mask.expand(b, self.config.transformer.heads, -1, -1).clone()
+                    for j, window in enumerate(windows):
+                        probe_mask[:, head, tt + prefill + j, :tt] = window
+                h, weights = self._run(x, mask, None, probe, probe_mask)
             logits = self.head(h[:, -1]).float()
+            if guided:
+                strongest = weights[:, head, -1, :tt].masked_fill(~windows[-1], -1.0).argmax(-1)
+                position = torch.maximum(position, strongest)
             pos += 1
         return [torch.tensor(o, dtype=torch.long, device=dev) for o in out]
+
+    def _run(self, x, mask, cache, probe, probe_mask):
+        """The transformer's output, and the guided layer's attention when ``probe`` names it (else None)."""
+        if probe is None:
+            return self.transformer(x, mask=mask, cache=cache), None
+        return self.transformer(x, mask=mask, cache=cache, probe=probe, probe_mask=probe_mask)
 
 
 class ValleNAR(_Base):
@@ -243,7 +355,7 @@ class Valle(TokenModel):
     separable_stages = True
     needs_prompt_text = True
     joint_sequence = True  # each stage attends over the phonemes followed by the frames
-    progress_keys = ("ar_loss", "ar_accuracy", "nar_loss", "nar_accuracy")
+    progress_keys = ("ar_loss", "ar_accuracy", "nar_loss", "nar_accuracy", "align_accuracy")
 
     def __init__(self, config: ValleConfig, stages: Sequence[str] = STAGES):
         super().__init__()
@@ -267,12 +379,16 @@ class Valle(TokenModel):
         None)."""
         out = {}
         if self.ar is not None:
-            out["ar"] = self.ar(batch.phonemes, batch.phoneme_lens, batch.codes, batch.code_lens)
+            out.update(self._ar(batch))
         if self.nar is not None:
             if nar_stage is None:
                 nar_stage = int(torch.randint(1, self.config.num_codebooks, (1,), generator=generator))
             out["nar"] = self._nar(batch, nar_stage)
         return out
+
+    def _ar(self, batch) -> Dict[str, StageOutput]:
+        return self.ar.losses(batch.phonemes, batch.phoneme_lens, batch.codes, batch.code_lens,
+                              getattr(batch, "durations", None), getattr(batch, "durations_known", None))
 
     def _nar(self, batch, stage: int) -> StageOutput:
         prompt_lens = torch.where(batch.prompt_is_prefix, batch.prompt_lens, torch.zeros_like(batch.prompt_lens))
@@ -280,7 +396,7 @@ class Valle(TokenModel):
 
     def validation_outputs(self, batch, index: int) -> List[Dict[str, StageOutput]]:
         """The AR once, the NAR on every codebook."""
-        out = [{"ar": self.ar(batch.phonemes, batch.phoneme_lens, batch.codes, batch.code_lens)}] if self.ar else []
+        out = [self._ar(batch)] if self.ar else []
         if self.nar is not None:
             out += [{"nar": self._nar(batch, stage)} for stage in range(1, self.config.num_codebooks)]
         return out

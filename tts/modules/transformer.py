@@ -146,16 +146,26 @@ class Attention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, memory: Optional[torch.Tensor] = None, mask: Optional[torch.Tensor] = None,
-                cache: Optional[KVCache] = None, layer: int = 0) -> torch.Tensor:
-        """x ``[B, T, D]``; memory (cross-attention) ``[B, S, D]``; mask ``[B or 1, 1, T, S]`` True = may attend."""
+                cache: Optional[KVCache] = None, layer: int = 0, need_weights: bool = False):
+        """x ``[B, T, D]``; memory (cross-attention) ``[B, S, D]``; mask ``[B or 1, 1 or heads, T, S]`` True = may
+        attend. With ``need_weights``, returns ``(output, probabilities [B, heads, T, S])``: the attention is then
+        computed explicitly (``scaled_dot_product_attention`` does not return its weights)."""
         b, t, _ = x.shape
         q = self.q(x).view(b, t, self.heads, self.head_dim).transpose(1, 2)
         k, v = self.kv(x if memory is None else memory).view(b, -1, 2, self.heads, self.head_dim).permute(
             2, 0, 3, 1, 4)
         if cache is not None:
             k, v = cache.update(layer, k, v)
-        h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
-        return self.out(h.transpose(1, 2).reshape(b, t, -1))
+        dropout = self.dropout if self.training else 0.0
+        if not need_weights:
+            h = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
+            return self.out(h.transpose(1, 2).reshape(b, t, -1))
+        scores = (q @ k.transpose(-2, -1)) * self.head_dim ** -0.5
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        probs = scores.float().softmax(-1).to(q.dtype)
+        h = F.dropout(probs, dropout, True) @ v if dropout else probs @ v
+        return self.out(h.transpose(1, 2).reshape(b, t, -1)), probs
 
 
 class Block(nn.Module):
@@ -172,15 +182,26 @@ class Block(nn.Module):
                                  nn.Linear(config.ffn_dim, config.dim))
         self.drop = Dropout(config.dropout)
 
-    def forward(self, x, mask=None, condition=None, memory=None, memory_mask=None, cache=None, layer=0):
-        x = x + self.drop(self.attn(self.norm1(x, condition), mask=mask, cache=cache, layer=layer))
+    def forward(self, x, mask=None, condition=None, memory=None, memory_mask=None, cache=None, layer=0,
+                need_weights=False):
+        """The block's output, and with ``need_weights`` its self-attention probabilities as well."""
+        attended = self.attn(self.norm1(x, condition), mask=mask, cache=cache, layer=layer, need_weights=need_weights)
+        weights = None
+        if need_weights:
+            attended, weights = attended
+        x = x + self.drop(attended)
         if memory is not None:
             x = x + self.drop(self.cross(self.norm_cross(x, condition), memory=memory, mask=memory_mask))
-        return x + self.drop(self.ffn(self.norm2(x, condition)))
+        x = x + self.drop(self.ffn(self.norm2(x, condition)))
+        return (x, weights) if need_weights else x
 
 
 class Transformer(nn.Module):
-    """``forward(x [B, T, D], mask, condition, memory, memory_mask, cache) -> [B, T, D]`` (final norm applied)."""
+    """``forward(x [B, T, D], mask, condition, memory, memory_mask, cache) -> [B, T, D]`` (final norm applied).
+
+    ``probe=i`` also returns layer i's self-attention probabilities ``[B, heads, T, S]`` (VALL-E's guided alignment
+    head), and ``probe_mask`` replaces ``mask`` in that layer only (attention-constrained decoding).
+    """
 
     def __init__(self, config: TransformerConfig):
         super().__init__()
@@ -193,10 +214,17 @@ class Transformer(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: Optional[torch.Tensor] = None, condition: Optional[torch.Tensor] = None,
                 memory: Optional[torch.Tensor] = None, memory_mask: Optional[torch.Tensor] = None,
-                cache: Optional[KVCache] = None) -> torch.Tensor:
+                cache: Optional[KVCache] = None, probe: Optional[int] = None,
+                probe_mask: Optional[torch.Tensor] = None):
+        weights = None
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, condition, memory, memory_mask, cache, i)
-        return self.norm(x, condition)
+            if i == probe:
+                x, weights = block(x, mask if probe_mask is None else probe_mask, condition, memory, memory_mask,
+                                   cache, i, need_weights=True)
+            else:
+                x = block(x, mask, condition, memory, memory_mask, cache, i)
+        x = self.norm(x, condition)
+        return x if probe is None else (x, weights)
 
 
 def sinusoidal(positions: torch.Tensor, dim: int) -> torch.Tensor:
