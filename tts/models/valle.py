@@ -388,7 +388,7 @@ class Valle(TokenModel):
 
     def _ar(self, batch) -> Dict[str, StageOutput]:
         return self.ar.losses(batch.phonemes, batch.phoneme_lens, batch.codes, batch.code_lens,
-                              getattr(batch, "durations", None), getattr(batch, "durations_known", None))
+                              batch.durations, batch.durations_known)
 
     def _nar(self, batch, stage: int) -> StageOutput:
         prompt_lens = torch.where(batch.prompt_is_prefix, batch.prompt_lens, torch.zeros_like(batch.prompt_lens))
