@@ -104,3 +104,28 @@ class MelLoss(nn.Module):
 
     def forward(self, generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return F.l1_loss(self.mel(generated), self.mel(target))
+
+
+# The single Vocos scale: what the official recipe and every earlier run of this project trained with.
+VOCOS_MEL_SCALE = (1024, 256, 100)
+# DAC's seven scales (window 32 ... 2048 samples, hop a quarter of the window, 5 ... 320 mel bands).
+DAC_MEL_SCALES = tuple((2 ** k, 2 ** k // 4, 5 * 2 ** (k - 5)) for k in range(5, 12))
+
+
+class MultiScaleMelLoss(nn.Module):
+    """The log-mel L1 averaged over several ``(n_fft, hop_length, n_mels)`` scales (DAC's multi-scale mel loss).
+
+    Short windows constrain what one 1024-sample window cannot see: the timing of transients and pitch pulses, which
+    a decoder trained without discriminators otherwise gets from nothing. The mean over scales keeps the loss on the
+    single scale's footing, so the mel weight need not change; one scale is exactly ``MelLoss``.
+    """
+
+    def __init__(self, sample_rate: int = 24000, scales=(VOCOS_MEL_SCALE,)):
+        super().__init__()
+        if not scales:
+            raise ValueError("at least one mel scale is needed")
+        self.losses = nn.ModuleList(MelLoss(sample_rate, int(n_fft), int(hop), int(n_mels))
+                                    for n_fft, hop, n_mels in scales)
+
+    def forward(self, generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return sum(loss(generated, target) for loss in self.losses) / len(self.losses)

@@ -30,7 +30,8 @@ from toolkit.runs import LOOP_FIELDS, NonFiniteLossError, agree_finite, warmup_c
 from .config import CodecConfig
 from .data import AudioCropDataset, clip_sampler, repeat_cuts
 from .discriminators import DiscriminatorConfig, Discriminators, SubOutput
-from .losses import LossWeights, MelLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss
+from .losses import (VOCOS_MEL_SCALE, LossWeights, MelSpectrogram, MultiScaleMelLoss, discriminator_loss,
+                     feature_matching_loss, generator_adversarial_loss)
 from .model import LanguageCodec
 __all__ = ["CodecTrainer", "NonFiniteLossError", "TrainConfig", "load_train_config", "resolve_init_source"]
 
@@ -58,6 +59,9 @@ class TrainConfig(RunConfig):
     noise_floor_db: Optional[tuple] = None
     # speaker pattern -> times each such cut appears per epoch (codec.data.repeat_cuts); null: each once
     repeat_factors: Optional[dict] = None
+    # [[n_fft, hop, n_mels], ...] of the mel loss, averaged (codec.losses.MultiScaleMelLoss); null: the one Vocos
+    # scale, [[1024, 256, 100]]
+    mel_scales: Optional[list] = None
 
     FIELDS = {
         **LOOP_FIELDS, "batch_size": "positive int", "segment_seconds": "positive number",
@@ -78,6 +82,13 @@ class TrainConfig(RunConfig):
                 for k, v in factors.items())):
             raise ValueError(f"train.repeat_factors must be null or a mapping of speaker patterns to ints >= 0, "
                              f"got {factors!r}")
+        scales = self.mel_scales
+        if scales is not None and not (isinstance(scales, (list, tuple)) and scales and all(
+                isinstance(s, (list, tuple)) and len(s) == 3 and all(
+                    isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in s) and s[1] <= s[0]
+                for s in scales)):
+            raise ValueError(f"train.mel_scales must be null or a list of [n_fft, hop, n_mels] positive ints with "
+                             f"hop <= n_fft, got {scales!r}")
 
 
 
@@ -149,7 +160,8 @@ class CodecTrainer(Trainer):
                                                   generator=torch.Generator().manual_seed(config.seed))
         self.model, self.discs, self.opt_g, self.opt_d = self.acc.prepare(self.model, self.discs, self.opt_g,
                                                                           self.opt_d)
-        self.mel = MelLoss(sample_rate=config.codec.sample_rate).to(self.acc.device)
+        self.mel = MultiScaleMelLoss(config.codec.sample_rate, config.mel_scales or (VOCOS_MEL_SCALE,)).to(
+            self.acc.device)
         self.valid_cuts = valid_cuts
 
     @property
@@ -329,7 +341,7 @@ class CodecTrainer(Trainer):
 
         wav = clips[0]
         rec = codec.decode(codec.encode(wav[None].to(self.acc.device)))[0, 0].cpu()
-        mel = self.mel.mel(rec[None].to(self.acc.device))[0].cpu().numpy()
+        mel = MelSpectrogram(codec.sample_rate).to(self.acc.device)(rec[None].to(self.acc.device))[0].cpu().numpy()
         mel = (mel - mel.min()) / max(1e-6, float(mel.max() - mel.min()))
         tracker.log({"valid/audio": wandb.Audio(rec.numpy(), sample_rate=codec.sample_rate),
                      "valid/mel": wandb.Image(mel[::-1].copy())}, step=self.step)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from codec.discriminators import DiscriminatorConfig, Discriminators
-from codec.losses import (LossWeights, MelLoss, MelSpectrogram, discriminator_loss, feature_matching_loss,
-                          generator_adversarial_loss, mel_filterbank)
+from codec.losses import (DAC_MEL_SCALES, LossWeights, MelLoss, MelSpectrogram, MultiScaleMelLoss, discriminator_loss,
+                          feature_matching_loss, generator_adversarial_loss, mel_filterbank)
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +73,20 @@ def test_mel_features_and_loss():
     assert abs(int(feats[0, :, 20:-20].mean(1).argmax()) - expected_band) <= 1
     loss = MelLoss()
     assert loss(wav, wav).item() == 0.0 and loss(wav, 0.5 * wav).item() == pytest.approx(math.log(2), abs=0.05)
+
+
+def test_multiscale_mel_loss():
+    """One scale is exactly the Vocos loss; several average their L1s, each with its own STFT and filterbank."""
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 6000), torch.randn(2, 6000)
+    assert torch.equal(MultiScaleMelLoss()(a, b), MelLoss()(a, b))
+    multi = MultiScaleMelLoss(scales=DAC_MEL_SCALES)
+    expected = sum(MelLoss(24000, *s)(a, b) for s in DAC_MEL_SCALES) / 7
+    assert torch.allclose(multi(a, b), expected) and multi(a, a).item() == 0.0
+    assert [m.mel.filters.shape[1] for m in multi.losses] == [5, 10, 20, 40, 80, 160, 320]
+    assert [m.mel.hop_length for m in multi.losses] == [8, 16, 32, 64, 128, 256, 512]
+    with pytest.raises(ValueError, match="at least one"):
+        MultiScaleMelLoss(scales=[])
 
 
 @pytest.mark.slow

@@ -326,6 +326,18 @@ def test_noise_floor_augmentation(cuts):
             tiny_config(noise_floor_db=bad)
 
 
+def test_mel_scales_config(cuts, tmp_path):
+    """``train.mel_scales`` chooses the scales of the trainer's mel loss; by default the one Vocos scale."""
+    default = CodecTrainer(tiny_config(max_steps=1), cuts, tmp_path / "a")
+    assert [(m.mel.n_fft, m.mel.hop_length) for m in default.mel.losses] == [(1024, 256)]
+    multi = CodecTrainer(tiny_config(max_steps=1, mel_scales="[[64,16,10],[512,128,80]]"), cuts, tmp_path / "b")
+    assert [(m.mel.n_fft, m.mel.hop_length) for m in multi.mel.losses] == [(64, 16), (512, 128)]
+    assert multi.train_step(next(iter(multi.loader)))["mel"] > 0
+    for bad in ("[]", "[[64,16]]", "[[16,64,10]]", "[[64,16,0]]", "64"):
+        with pytest.raises(ValueError, match="mel_scales"):
+            tiny_config(mel_scales=bad)
+
+
 def test_repeat_factors_weight_speakers(cuts, tmp_path):
     """``train.repeat_factors`` repeats (or drops) cuts by speaker pattern in every epoch; the rest appear once."""
     from lhotse import SupervisionSegment
