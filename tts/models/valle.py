@@ -35,6 +35,13 @@ class ValleConfig:
             release before it): no guided head. At inference the head's running position constrains decoding
             (``SamplingConfig.constrain_alignment``).
         align_weight: the weight of that loss (``-log`` of the head's attention mass on the window).
+        duration_input: the AR reads, at each audio position, where in the text the frame it predicts is: a pointer
+            to a phoneme token (in training from the stored durations; the acoustic prompt and items without
+            durations read "unknown"), and predicts how many tokens the pointer moves for the next frame
+            (``advance``, 0 to ``ValleAR.MAX_ADVANCE``). At inference the pointer starts at the text and follows
+            the model's own predictions; the end token comes when it passes the text's last token. False (every
+            release before it): plain VALL-E. Not together with ``align_layer``.
+        advance_weight: the weight of the advance loss.
     """
 
     num_symbols: int
@@ -45,6 +52,8 @@ class ValleConfig:
     align_head: int = 0
     align_weight: float = 1.0
     align_window: int = 0
+    duration_input: bool = False
+    advance_weight: float = 1.0
 
     def __post_init__(self):
         if self.align_layer is not None and not (_index(self.align_layer)
@@ -57,6 +66,12 @@ class ValleConfig:
             raise ValueError(f"align_weight must be >= 0, got {self.align_weight!r}")
         if not (_index(self.align_window) and self.align_window >= 0):
             raise ValueError(f"align_window must be an integer >= 0, got {self.align_window!r}")
+        if not isinstance(self.duration_input, bool):
+            raise ValueError(f"duration_input must be true or false, got {self.duration_input!r}")
+        if self.duration_input and self.align_layer is not None:
+            raise ValueError("duration_input and align_layer are two ways to align; choose one")
+        if not (isinstance(self.advance_weight, (int, float)) and self.advance_weight >= 0):
+            raise ValueError(f"advance_weight must be >= 0, got {self.advance_weight!r}")
 
     @classmethod
     def paper(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 1024) -> "ValleConfig":
@@ -103,13 +118,16 @@ class _Base(nn.Module):
         self.scale = d ** 0.5
 
     def _join(self, text: torch.Tensor, text_lens: torch.Tensor, audio: torch.Tensor, audio_lens: torch.Tensor,
-              causal_audio: bool):
-        """Embedded ``[B, Tt + Ta, D]`` input (text then audio, each left-aligned) and its attention mask."""
+              causal_audio: bool, audio_extra: Optional[torch.Tensor] = None):
+        """Embedded ``[B, Tt + Ta, D]`` input (text then audio, each left-aligned) and its attention mask;
+        ``audio_extra`` ``[B, Ta, D]`` is added to the audio positions as it is."""
         b, tt = text.shape
         ta = audio.shape[1]
         d = self.config.transformer.dim
         x_text = self.text_embedding(text) * self.scale + sinusoidal(torch.arange(tt, device=text.device), d)
         x_audio = audio * self.scale + sinusoidal(torch.arange(ta, device=text.device), d)
+        if audio_extra is not None:
+            x_audio = x_audio + audio_extra
         x = torch.cat([x_text, x_audio], dim=1)
         keys = torch.cat([_lengths_mask(text_lens, tt), _lengths_mask(audio_lens, ta)], dim=1)  # [B, S]
         mask = keys[:, None, None, :].expand(b, 1, tt + ta, tt + ta).clone()
@@ -132,37 +150,108 @@ class ValleAR(_Base):
     LOOKAHEAD = 4  # phoneme tokens the guided head may move ahead per frame at inference (stress marks and word
     # boundaries take no frames, so a spoken phoneme can be 3 tokens after the last)
     EOS_MARGIN = 2  # the end token is allowed once the head is on one of the last 2 tokens (the final punctuation's)
+    MAX_ADVANCE = 7  # with duration_input: the most tokens the pointer moves per frame (larger moves are learnt as 7)
+    MAX_STAY = 75  # ... and at inference it moves on after this many frames (1 s at 75 Hz) on one token
 
     def __init__(self, config: ValleConfig):
         super().__init__(config, num_conditions=0)
         self.eos, self.bos = config.codebook_size, config.codebook_size + 1
         self.audio_embedding = nn.Embedding(config.codebook_size + 2, config.transformer.dim)
         self.head = nn.Linear(config.transformer.dim, config.codebook_size + 1)
+        if config.duration_input:
+            d = config.transformer.dim
+            self.pointer_proj = nn.Linear(d, d)
+            self.pointer_special = nn.Embedding(2, d)  # rows: unknown (no pointer), past the text's end
+            self.advance_head = nn.Linear(d, self.MAX_ADVANCE + 1)
 
     def forward(self, phonemes, phoneme_lens, codes, code_lens) -> StageOutput:
         """codes ``[B, K, T]`` (padding anything); trains on the whole first codebook, as the paper's AR."""
         return self.losses(phonemes, phoneme_lens, codes, code_lens)["ar"]
 
     def losses(self, phonemes, phoneme_lens, codes, code_lens, durations: Optional[torch.Tensor] = None,
-               known: Optional[torch.Tensor] = None) -> Dict[str, StageOutput]:
+               known: Optional[torch.Tensor] = None, split: Optional[torch.Tensor] = None,
+               ) -> Dict[str, StageOutput]:
         """``ar``, and with a guided head ``align``: its loss on the items whose ``durations`` ``[B, P]`` (frames per
         phoneme) are ``known`` ``[B]``, with the share of their frames on which the head's strongest phoneme is the
-        one spoken (accuracy) or within one token of it (top10)."""
+        one spoken (accuracy) or within one token of it (top10). With ``duration_input``, ``advance`` on the known
+        items' frames from ``split`` ``[B]`` on (the frames before it are an acoustic prompt: no pointer)."""
         c1 = codes[:, 0].clamp(min=0)
         b, t = c1.shape
         inputs = torch.cat([torch.full((b, 1), self.bos, device=c1.device), c1], dim=1)
         targets = torch.cat([c1, torch.full((b, 1), IGNORE, device=c1.device)], dim=1)
         targets[torch.arange(b), code_lens] = self.eos
         targets[~_lengths_mask(code_lens + 1, t + 1)] = IGNORE
-        x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(inputs), code_lens + 1, causal_audio=True)
+        extra = advance = None
+        if self.config.duration_input:
+            split = torch.zeros_like(code_lens) if split is None else split
+            pointers, advance = self.pointers(durations, known, code_lens, phoneme_lens, split, t)
+            extra = self._pointer_inputs(phonemes, phoneme_lens, pointers)
+        x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(inputs), code_lens + 1, causal_audio=True,
+                             audio_extra=extra)
         tt = phonemes.shape[1]
         layer = self.config.align_layer
         if layer is None:
-            return {"ar": token_metrics(self.head(self.transformer(x, mask=mask)[:, tt:]), targets)}
+            h = self.transformer(x, mask=mask)[:, tt:]
+            out = {"ar": token_metrics(self.head(h), targets)}
+            if advance is not None:
+                out["advance"] = self._advance(h, advance)
+            return out
         h, weights = self.transformer(x, mask=mask, probe=layer)
         return {"ar": token_metrics(self.head(h[:, tt:]), targets),
                 "align": self._alignment(weights[:, self.config.align_head, tt:tt + t, :tt], code_lens, durations,
                                          known)}
+
+    def pointers(self, durations: Optional[torch.Tensor], known: Optional[torch.Tensor], code_lens: torch.Tensor,
+                 phoneme_lens: torch.Tensor, split: torch.Tensor, t: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The pointer each of the ``t + 1`` audio positions reads, and its advance target, both ``[B, t + 1]``.
+
+        Position ``i`` predicts frame ``i`` (position ``code_len`` the end token) and reads the phoneme token of that
+        frame: -1 (unknown) before ``split`` and for items without durations; at ``split`` the token after the last
+        one spoken before it, as at inference, where the pointer starts on the text's first token (a stress mark or
+        another token of no frames, possibly), or the token still being spoken when the split is inside one; then
+        the spoken token; at ``code_len`` the phoneme count (past the end). Its advance target is how far the pointer
+        moves at the next position (at most ``MAX_ADVANCE``), ``IGNORE`` where there is no pointer or no next frame.
+        """
+        b, dev = code_lens.shape[0], code_lens.device
+        pointers = torch.full((b, t + 1), -1, dtype=torch.long, device=dev)
+        targets = torch.full((b, t + 1), IGNORE, dtype=torch.long, device=dev)
+        if durations is None or known is None or not bool(known.any()):
+            return pointers, targets
+        rows = torch.arange(b, device=dev)
+        frames = torch.arange(t, device=dev).expand(b, t).contiguous()
+        spoken = torch.searchsorted(durations.cumsum(1), frames, right=True).clamp(max=durations.shape[1] - 1)
+        split = split.clamp(min=0, max=None).minimum(code_lens - 1)
+        after = spoken[rows, (split - 1).clamp(min=0)] + 1
+        first = torch.where(split > 0, torch.minimum(after, spoken[rows, split]), torch.zeros_like(split))
+        pointers[:, :t] = spoken
+        pointers[rows, split] = first
+        pointers[rows, code_lens] = phoneme_lens
+        positions = torch.arange(t + 1, device=dev)
+        inside = known[:, None] & (positions >= split[:, None])
+        pointers = torch.where(inside & (positions <= code_lens[:, None]), pointers, -1)
+        moves = (pointers[:, 1:] - pointers[:, :-1]).clamp(0, self.MAX_ADVANCE)
+        targets[:, :t] = torch.where(inside[:, :t] & (positions[:t] < code_lens[:, None]), moves, IGNORE)
+        return pointers, targets
+
+    def _pointer_inputs(self, phonemes: torch.Tensor, phoneme_lens: torch.Tensor, pointers: torch.Tensor,
+                        ) -> torch.Tensor:
+        """``[B, T, D]``: what the audio positions read of the text at ``pointers`` ``[B, T]``: the phoneme token's
+        input (its embedding with its position) projected, or the learnt "unknown" row (-1) or "past the end" row
+        (pointer at the phoneme count or beyond)."""
+        tt, d = phonemes.shape[1], self.config.transformer.dim
+        text = self.text_embedding(phonemes) * self.scale + sinusoidal(torch.arange(tt, device=phonemes.device), d)
+        read = self.pointer_proj(text.gather(1, pointers.clamp(0, tt - 1)[..., None].expand(-1, -1, d)))
+        special = self.pointer_special.weight * self.scale
+        read = torch.where((pointers < 0)[..., None], special[0], read)
+        return torch.where((pointers >= phoneme_lens[:, None])[..., None], special[1], read)
+
+    def _advance(self, h: torch.Tensor, targets: torch.Tensor) -> StageOutput:
+        if not bool((targets != IGNORE).any()):
+            zero = h.new_zeros((), dtype=torch.float32)
+            return StageOutput(zero, zero, zero, 0)
+        out = token_metrics(self.advance_head(h), targets)
+        out.loss = out.loss * self.config.advance_weight
+        return out
 
     def _alignment(self, attention: torch.Tensor, code_lens: torch.Tensor, durations: Optional[torch.Tensor],
                    known: Optional[torch.Tensor]) -> StageOutput:
@@ -188,7 +277,8 @@ class ValleAR(_Base):
     @torch.no_grad()
     def generate(self, phonemes: torch.Tensor, phoneme_lens: torch.Tensor, prompt: torch.Tensor,
                  limits: Sequence[Tuple[int, int]], sampling: SamplingConfig,
-                 generator: Optional[torch.Generator] = None, use_cache: bool = True) -> List[torch.Tensor]:
+                 generator: Optional[torch.Generator] = None, use_cache: bool = True,
+                 text_starts: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         """Codebook-1 codes for a batch of texts spoken with one acoustic prompt: the model's one decoding path.
 
         Args:
@@ -198,6 +288,8 @@ class ValleAR(_Base):
             limits: (min, max) frames per item (``length_limits``).
             use_cache: with the key/value cache (each step runs the new position only); without it every step
                 recomputes the whole sequence, the reference the cache is tested and benchmarked against.
+            text_starts: ``[B]`` index of each item's first text token after the prompt's transcript (needed with
+                ``duration_input``; 0 when None).
         Returns:
             ``[T_i]`` generated codes per item (without the prompt and the end token).
 
@@ -205,6 +297,12 @@ class ValleAR(_Base):
         prompt's last frame; at each new frame the head sees only the phonemes from one before that position to
         ``LOOKAHEAD`` after it, its position moves to its strongest phoneme there (never back), and the end token is
         allowed only once it is on one of the last ``EOS_MARGIN`` phonemes of the text.
+
+        With ``duration_input``: the pointer starts on the text's first token at the first new frame and moves by
+        the advance the model predicts at each frame (drawn from its distribution; greedy: it moves once the
+        probabilities of moving, summed since the last move, reach 1, to its likeliest move), and at least one token
+        after ``MAX_STAY`` frames on one. The end token is masked until the pointer passes the text's end, and
+        chosen then; the length limits' minimum does not apply.
         """
         b, tt = phonemes.shape
         dev = phonemes.device
@@ -214,10 +312,20 @@ class ValleAR(_Base):
         tokens = torch.cat([torch.full((b, 1), self.bos, device=dev), prompt.to(dev).expand(b, -1)], dim=1)
         prefill = tokens.shape[1]
         cache = self.transformer.new_cache() if use_cache else None
+        paced = self.config.duration_input
+        pointer = pointers = None
+        if paced:
+            pointer = (torch.zeros(b, dtype=torch.long, device=dev) if text_starts is None
+                       else text_starts.to(dev).long())
+            pointers = torch.full((b, prefill), -1, dtype=torch.long, device=dev)
+            pointers[:, -1] = pointer
+            stay, credit = torch.zeros(b, dtype=torch.long, device=dev), torch.zeros(b, device=dev)
         x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(tokens),
-                             torch.full((b,), prefill, device=dev), causal_audio=True)
+                             torch.full((b,), prefill, device=dev), causal_audio=True,
+                             audio_extra=self._pointer_inputs(phonemes, phoneme_lens, pointers) if paced else None)
         h, weights = self._run(x, mask, cache, probe, None)
         logits = self.head(h[:, -1]).float()
+        advance = self.advance_head(h[:, -1]).float() if paced else None
         keys = torch.cat([_lengths_mask(phoneme_lens, tt), torch.ones(b, prefill, dtype=torch.bool, device=dev)],
                          dim=1)
         text = torch.arange(tt, device=dev)
@@ -233,11 +341,17 @@ class ValleAR(_Base):
             if guided:  # the end token waits for the head to reach the end of the text
                 logits = logits.masked_fill(((position < phoneme_lens - self.EOS_MARGIN)[:, None]
                                              & (torch.arange(logits.shape[1], device=dev) == self.eos)), float("-inf"))
+            if paced:  # the end token when, and only when, the pointer has passed the text
+                ended = pointer >= phoneme_lens
+                logits[:, self.eos] = float("-inf")
             step = []
             for i in range(b):
                 token = self.eos
-                if not done[i]:
-                    token = next_token(logits[i], self.eos, out[i], limits[i][0], sampling, generator)
+                if paced and not done[i] and bool(ended[i]):
+                    done[i] = True
+                elif not done[i]:
+                    token = next_token(logits[i], self.eos, out[i], 0 if paced else limits[i][0], sampling,
+                                       generator)
                     if token != self.eos:
                         out[i].append(token)
                     done[i] = token == self.eos or len(out[i]) >= limits[i][1]
@@ -245,11 +359,16 @@ class ValleAR(_Base):
             if all(done):
                 break
             step = torch.tensor(step, device=dev)[:, None]
+            if paced:
+                pointer, stay, credit = self._move(pointer, stay, credit, advance, phoneme_lens, sampling, generator)
+                pointers = torch.cat([pointers, pointer[:, None]], dim=1)
             if guided:
                 windows.append(real & (text >= (position - 1)[:, None])
                                & (text <= (position + self.LOOKAHEAD)[:, None]))
             if use_cache:
                 x = self.audio_embedding(step) * self.scale + sinusoidal(torch.tensor([pos], device=dev), d)
+                if paced:
+                    x = x + self._pointer_inputs(phonemes, phoneme_lens, pointer[:, None])
                 keys = torch.cat([keys, torch.ones(b, 1, dtype=torch.bool, device=dev)], dim=1)
                 step_mask = keys[:, None, None, :]  # sees every cached position
                 probe_mask = None
@@ -260,7 +379,9 @@ class ValleAR(_Base):
             else:
                 tokens = torch.cat([tokens, step], dim=1)
                 x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(tokens),
-                                     torch.full((b,), tokens.shape[1], device=dev), causal_audio=True)
+                                     torch.full((b,), tokens.shape[1], device=dev), causal_audio=True,
+                                     audio_extra=self._pointer_inputs(phonemes, phoneme_lens, pointers)
+                                     if paced else None)
                 probe_mask = None
                 if guided:  # every generated position's window, as the cached path saw them
                     probe_mask = mask.expand(b, self.config.transformer.heads, -1, -1).clone()
@@ -268,11 +389,30 @@ class ValleAR(_Base):
                         probe_mask[:, head, tt + prefill + j, :tt] = window
                 h, weights = self._run(x, mask, None, probe, probe_mask)
             logits = self.head(h[:, -1]).float()
+            if paced:
+                advance = self.advance_head(h[:, -1]).float()
             if guided:
                 strongest = weights[:, head, -1, :tt].masked_fill(~windows[-1], -1.0).argmax(-1)
                 position = torch.maximum(position, strongest)
             pos += 1
         return [torch.tensor(o, dtype=torch.long, device=dev) for o in out]
+
+    def _move(self, pointer, stay, credit, advance, phoneme_lens, sampling: SamplingConfig,
+              generator: Optional[torch.Generator]):
+        """The pointers ``[B]`` at the next frame from the advance logits ``[B, MAX_ADVANCE + 1]`` (see
+        ``generate``), with each item's frames on its token (``stay``) and, greedy, its summed probability of moving
+        (``credit``)."""
+        probs = advance.softmax(-1)
+        if sampling.greedy:
+            credit = credit + 1 - probs[:, 0]
+            go = credit >= 1
+            moves = torch.where(go, probs[:, 1:].argmax(-1) + 1, 0)
+            credit = torch.where(go, torch.zeros_like(credit), credit)
+        else:
+            moves = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        moves = torch.where((moves == 0) & (stay + 1 >= self.MAX_STAY), torch.ones_like(moves), moves)
+        stay = torch.where(moves == 0, stay + 1, torch.zeros_like(stay))
+        return torch.minimum(pointer + moves, phoneme_lens), stay, credit
 
     def _run(self, x, mask, cache, probe, probe_mask):
         """The transformer's output, and the guided layer's attention when ``probe`` names it (else None)."""
@@ -355,7 +495,7 @@ class Valle(TokenModel):
     separable_stages = True
     needs_prompt_text = True
     joint_sequence = True  # each stage attends over the phonemes followed by the frames
-    progress_keys = ("ar_loss", "ar_accuracy", "nar_loss", "nar_accuracy", "align_accuracy")
+    progress_keys = ("ar_loss", "ar_accuracy", "nar_loss", "nar_accuracy", "align_accuracy", "advance_accuracy")
 
     def __init__(self, config: ValleConfig, stages: Sequence[str] = STAGES):
         super().__init__()
@@ -387,8 +527,9 @@ class Valle(TokenModel):
         return out
 
     def _ar(self, batch) -> Dict[str, StageOutput]:
+        split = torch.where(batch.prompt_is_prefix, batch.prompt_lens, torch.zeros_like(batch.prompt_lens))
         return self.ar.losses(batch.phonemes, batch.phoneme_lens, batch.codes, batch.code_lens,
-                              batch.durations, batch.durations_known)
+                              batch.durations, batch.durations_known, split)
 
     def _nar(self, batch, stage: int) -> StageOutput:
         prompt_lens = torch.where(batch.prompt_is_prefix, batch.prompt_lens, torch.zeros_like(batch.prompt_lens))
@@ -409,5 +550,7 @@ class Valle(TokenModel):
             raise ValueError("synthesis needs both stages; this model holds " + ", ".join(self.stages))
         padded, lens = request.padded()
         limits = [length_limits(n, request.frame_rate) for n in request.target_phonemes]
-        first = self.ar.generate(padded, lens, request.prompt[0], limits, request.sampling, request.generator)
+        starts = lens - torch.tensor(list(request.target_phonemes), device=lens.device)
+        first = self.ar.generate(padded, lens, request.prompt[0], limits, request.sampling, request.generator,
+                                 text_starts=starts)
         return self.nar.generate(padded, lens, request.prompt, first)
