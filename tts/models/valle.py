@@ -299,9 +299,10 @@ class ValleAR(_Base):
         allowed only once it is on one of the last ``EOS_MARGIN`` phonemes of the text.
 
         With ``duration_input``: the pointer starts on the text's first token at the first new frame and moves by
-        the advance the model predicts at each frame (drawn from its distribution; greedy: it moves once the
-        probabilities of moving, summed since the last move, reach 1, to its likeliest move), and at least one token
-        after ``MAX_STAY`` frames on one. The end token is masked until the pointer passes the text's end, and
+        the advance the model predicts at each frame, drawn from its distribution with ``generator`` even when the
+        codes are greedy (a greedy pointer, one that moved once the probabilities of moving summed since its last
+        move reached 1, made speech 2.3 times too long; see docs/valle.md), and by at least one token after
+        ``MAX_STAY`` frames on one. The end token is masked until the pointer passes the text's end, and
         chosen then; the length limits' minimum does not apply.
         """
         b, tt = phonemes.shape
@@ -319,7 +320,7 @@ class ValleAR(_Base):
                        else text_starts.to(dev).long())
             pointers = torch.full((b, prefill), -1, dtype=torch.long, device=dev)
             pointers[:, -1] = pointer
-            stay, credit = torch.zeros(b, dtype=torch.long, device=dev), torch.zeros(b, device=dev)
+            stay = torch.zeros(b, dtype=torch.long, device=dev)
         x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(tokens),
                              torch.full((b,), prefill, device=dev), causal_audio=True,
                              audio_extra=self._pointer_inputs(phonemes, phoneme_lens, pointers) if paced else None)
@@ -360,7 +361,7 @@ class ValleAR(_Base):
                 break
             step = torch.tensor(step, device=dev)[:, None]
             if paced:
-                pointer, stay, credit = self._move(pointer, stay, credit, advance, phoneme_lens, sampling, generator)
+                pointer, stay = self._move(pointer, stay, advance, phoneme_lens, generator)
                 pointers = torch.cat([pointers, pointer[:, None]], dim=1)
             if guided:
                 windows.append(real & (text >= (position - 1)[:, None])
@@ -397,22 +398,13 @@ class ValleAR(_Base):
             pos += 1
         return [torch.tensor(o, dtype=torch.long, device=dev) for o in out]
 
-    def _move(self, pointer, stay, credit, advance, phoneme_lens, sampling: SamplingConfig,
-              generator: Optional[torch.Generator]):
+    def _move(self, pointer, stay, advance, phoneme_lens, generator: Optional[torch.Generator]):
         """The pointers ``[B]`` at the next frame from the advance logits ``[B, MAX_ADVANCE + 1]`` (see
-        ``generate``), with each item's frames on its token (``stay``) and, greedy, its summed probability of moving
-        (``credit``)."""
-        probs = advance.softmax(-1)
-        if sampling.greedy:
-            credit = credit + 1 - probs[:, 0]
-            go = credit >= 1
-            moves = torch.where(go, probs[:, 1:].argmax(-1) + 1, 0)
-            credit = torch.where(go, torch.zeros_like(credit), credit)
-        else:
-            moves = torch.multinomial(probs, 1, generator=generator)[:, 0]
+        ``generate``), and each item's frames on its token (``stay``)."""
+        moves = torch.multinomial(advance.softmax(-1), 1, generator=generator)[:, 0]
         moves = torch.where((moves == 0) & (stay + 1 >= self.MAX_STAY), torch.ones_like(moves), moves)
         stay = torch.where(moves == 0, stay + 1, torch.zeros_like(stay))
-        return torch.minimum(pointer + moves, phoneme_lens), stay, credit
+        return torch.minimum(pointer + moves, phoneme_lens), stay
 
     def _run(self, x, mask, cache, probe, probe_mask):
         """The transformer's output, and the guided layer's attention when ``probe`` names it (else None)."""
