@@ -10,6 +10,8 @@ from tts.models.base import IGNORE
 from tts.models.sampling import SamplingConfig
 from tts.models.valle import Valle, ValleAR, ValleConfig
 
+from .test_valle_alignment import durations_batch
+
 X = IGNORE
 
 
@@ -41,16 +43,6 @@ def test_pointers_and_advance_targets_from_durations():
     assert pointers[0].tolist() == [0, 10, 11] and targets[0].tolist() == [7, 1, X]
     pointers, targets = model.pointers(durations, torch.tensor([False]), lens, plens, torch.tensor([0]), 6)
     assert (pointers == -1).all() and (targets == X).all()
-
-
-def durations_batch():
-    g = torch.Generator().manual_seed(1)
-    phonemes = torch.randint(3, 20, (2, 8), generator=g)
-    phonemes[1, 6:] = 0
-    durations = torch.tensor([[3, 0, 4, 2, 0, 5, 3, 3], [0] * 8])
-    codes = torch.randint(0, 64, (2, 8, 20), generator=g)
-    codes[1, :, 14:] = -1
-    return phonemes, torch.tensor([8, 6]), codes, torch.tensor([20, 14]), durations, torch.tensor([True, False])
 
 
 def test_the_model_learns_codes_and_advances_from_durations():
