@@ -20,6 +20,7 @@ from torch import nn
 from toolkit.config import build
 from tts.models.base import IGNORE, GenerationRequest, StageOutput, TokenModel, token_metrics
 from tts.models.sampling import SamplingConfig, length_limits, next_token
+from tts.models.valle_alignment import alignment_loss, draw_move, duration_pointers
 from tts.modules.transformer import Transformer, TransformerConfig, sinusoidal
 
 CODE_PAD = -1
@@ -117,14 +118,21 @@ class _Base(nn.Module):
                                                             "num_conditions": num_conditions}))
         self.scale = d ** 0.5
 
+    def _text_inputs(self, text: torch.Tensor) -> torch.Tensor:
+        """``[B, Tt, D]``: the phoneme tokens' embeddings with their positions."""
+        d = self.config.transformer.dim
+        return self.text_embedding(text) * self.scale + sinusoidal(torch.arange(text.shape[1], device=text.device), d)
+
     def _join(self, text: torch.Tensor, text_lens: torch.Tensor, audio: torch.Tensor, audio_lens: torch.Tensor,
-              causal_audio: bool, audio_extra: Optional[torch.Tensor] = None):
+              causal_audio: bool, audio_extra: Optional[torch.Tensor] = None,
+              text_inputs: Optional[torch.Tensor] = None):
         """Embedded ``[B, Tt + Ta, D]`` input (text then audio, each left-aligned) and its attention mask;
-        ``audio_extra`` ``[B, Ta, D]`` is added to the audio positions as it is."""
+        ``audio_extra`` ``[B, Ta, D]`` is added to the audio positions as it is; ``text_inputs`` are
+        ``_text_inputs(text)`` when the caller has them already."""
         b, tt = text.shape
         ta = audio.shape[1]
         d = self.config.transformer.dim
-        x_text = self.text_embedding(text) * self.scale + sinusoidal(torch.arange(tt, device=text.device), d)
+        x_text = self._text_inputs(text) if text_inputs is None else text_inputs
         x_audio = audio * self.scale + sinusoidal(torch.arange(ta, device=text.device), d)
         if audio_extra is not None:
             x_audio = x_audio + audio_extra
@@ -182,12 +190,13 @@ class ValleAR(_Base):
         targets[torch.arange(b), code_lens] = self.eos
         targets[~_lengths_mask(code_lens + 1, t + 1)] = IGNORE
         extra = advance = None
+        text = self._text_inputs(phonemes)
         if self.config.duration_input:
             split = torch.zeros_like(code_lens) if split is None else split
             pointers, advance = self.pointers(durations, known, code_lens, phoneme_lens, split, t)
-            extra = self._pointer_inputs(phonemes, phoneme_lens, pointers)
+            extra = self._pointer_inputs(text, phoneme_lens, pointers)
         x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(inputs), code_lens + 1, causal_audio=True,
-                             audio_extra=extra)
+                             audio_extra=extra, text_inputs=text)
         tt = phonemes.shape[1]
         layer = self.config.align_layer
         if layer is None:
@@ -198,48 +207,20 @@ class ValleAR(_Base):
             return out
         h, weights = self.transformer(x, mask=mask, probe=layer)
         return {"ar": token_metrics(self.head(h[:, tt:]), targets),
-                "align": self._alignment(weights[:, self.config.align_head, tt:tt + t, :tt], code_lens, durations,
-                                         known)}
+                "align": alignment_loss(weights[:, self.config.align_head, tt:tt + t, :tt], code_lens, durations,
+                                        known, self.config.align_window, self.config.align_weight)}
 
     def pointers(self, durations: Optional[torch.Tensor], known: Optional[torch.Tensor], code_lens: torch.Tensor,
                  phoneme_lens: torch.Tensor, split: torch.Tensor, t: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The pointer each of the ``t + 1`` audio positions reads, and its advance target, both ``[B, t + 1]``.
+        """``valle_alignment.duration_pointers`` with this model's ``MAX_ADVANCE``."""
+        return duration_pointers(durations, known, code_lens, phoneme_lens, split, t, self.MAX_ADVANCE)
 
-        Position ``i`` predicts frame ``i`` (position ``code_len`` the end token) and reads the phoneme token of that
-        frame: -1 (unknown) before ``split`` and for items without durations; at ``split`` the token after the last
-        one spoken before it, as at inference, where the pointer starts on the text's first token (a stress mark or
-        another token of no frames, possibly), or the token still being spoken when the split is inside one; then
-        the spoken token; at ``code_len`` the phoneme count (past the end). Its advance target is how far the pointer
-        moves at the next position (at most ``MAX_ADVANCE``), ``IGNORE`` where there is no pointer or no next frame.
-        """
-        b, dev = code_lens.shape[0], code_lens.device
-        pointers = torch.full((b, t + 1), -1, dtype=torch.long, device=dev)
-        targets = torch.full((b, t + 1), IGNORE, dtype=torch.long, device=dev)
-        if durations is None or known is None or not bool(known.any()):
-            return pointers, targets
-        rows = torch.arange(b, device=dev)
-        frames = torch.arange(t, device=dev).expand(b, t).contiguous()
-        spoken = torch.searchsorted(durations.cumsum(1), frames, right=True).clamp(max=durations.shape[1] - 1)
-        split = split.clamp(min=0, max=None).minimum(code_lens - 1)
-        after = spoken[rows, (split - 1).clamp(min=0)] + 1
-        first = torch.where(split > 0, torch.minimum(after, spoken[rows, split]), torch.zeros_like(split))
-        pointers[:, :t] = spoken
-        pointers[rows, split] = first
-        pointers[rows, code_lens] = phoneme_lens
-        positions = torch.arange(t + 1, device=dev)
-        inside = known[:, None] & (positions >= split[:, None])
-        pointers = torch.where(inside & (positions <= code_lens[:, None]), pointers, -1)
-        moves = (pointers[:, 1:] - pointers[:, :-1]).clamp(0, self.MAX_ADVANCE)
-        targets[:, :t] = torch.where(inside[:, :t] & (positions[:t] < code_lens[:, None]), moves, IGNORE)
-        return pointers, targets
-
-    def _pointer_inputs(self, phonemes: torch.Tensor, phoneme_lens: torch.Tensor, pointers: torch.Tensor,
+    def _pointer_inputs(self, text: torch.Tensor, phoneme_lens: torch.Tensor, pointers: torch.Tensor,
                         ) -> torch.Tensor:
-        """``[B, T, D]``: what the audio positions read of the text at ``pointers`` ``[B, T]``: the phoneme token's
-        input (its embedding with its position) projected, or the learnt "unknown" row (-1) or "past the end" row
-        (pointer at the phoneme count or beyond)."""
-        tt, d = phonemes.shape[1], self.config.transformer.dim
-        text = self.text_embedding(phonemes) * self.scale + sinusoidal(torch.arange(tt, device=phonemes.device), d)
+        """``[B, T, D]``: what the audio positions read of the text (``_text_inputs``, ``[B, P, D]``) at ``pointers``
+        ``[B, T]``: the phoneme token's input (its embedding with its position) projected, or the learnt "unknown"
+        row (-1) or "past the end" row (pointer at the phoneme count or beyond)."""
+        tt, d = text.shape[1], self.config.transformer.dim
         read = self.pointer_proj(text.gather(1, pointers.clamp(0, tt - 1)[..., None].expand(-1, -1, d)))
         special = self.pointer_special.weight * self.scale
         read = torch.where((pointers < 0)[..., None], special[0], read)
@@ -252,27 +233,6 @@ class ValleAR(_Base):
         out = token_metrics(self.advance_head(h), targets)
         out.loss = out.loss * self.config.advance_weight
         return out
-
-    def _alignment(self, attention: torch.Tensor, code_lens: torch.Tensor, durations: Optional[torch.Tensor],
-                   known: Optional[torch.Tensor]) -> StageOutput:
-        """attention ``[B, T, P]``: the guided head at the audio positions that predict frames ``0..T-1`` (position
-        ``i`` reads frame ``i - 1`` and predicts frame ``i``, so it is taught the phoneme of frame ``i``)."""
-        zero = attention.new_zeros((), dtype=torch.float32)
-        if durations is None or known is None or not bool(known.any()):
-            return StageOutput(zero, zero, zero, 0)
-        b, t, p = attention.shape
-        ends = durations[:, :p].cumsum(1)  # [B, P]: the frame after each phoneme
-        frames = torch.arange(t, device=attention.device).expand(b, t).contiguous()
-        spoken = torch.searchsorted(ends, frames, right=True)  # [B, T]: the phoneme of each frame
-        valid = _lengths_mask(code_lens, t) & known[:, None]
-        near = (torch.arange(p, device=attention.device) - spoken[..., None]).abs() <= self.config.align_window
-        mass = (attention.float() * near).sum(-1)
-        loss = -mass[valid].clamp_min(1e-6).log().mean() * self.config.align_weight
-        with torch.no_grad():
-            strongest = attention.argmax(-1)
-            accuracy = (strongest == spoken)[valid].float().mean()
-            within = ((strongest - spoken).abs() <= 1)[valid].float().mean()
-        return StageOutput(loss, accuracy, within, int(valid.sum()))
 
     @torch.no_grad()
     def generate(self, phonemes: torch.Tensor, phoneme_lens: torch.Tensor, prompt: torch.Tensor,
@@ -299,11 +259,8 @@ class ValleAR(_Base):
         allowed only once it is on one of the last ``EOS_MARGIN`` phonemes of the text.
 
         With ``duration_input``: the pointer starts on the text's first token at the first new frame and moves by
-        the advance the model predicts at each frame, drawn from its distribution with ``generator`` even when the
-        codes are greedy (a greedy pointer, one that moved once the probabilities of moving summed since its last
-        move reached 1, made speech 2.3 times too long; see docs/valle.md), and by at least one token after
-        ``MAX_STAY`` frames on one. The end token is masked until the pointer passes the text's end, and
-        chosen then; the length limits' minimum does not apply.
+        the advance the model predicts at each frame (``valle_alignment.draw_move``). The end token is masked until
+        the pointer passes the text's end, and chosen then; the length limits' minimum does not apply.
         """
         b, tt = phonemes.shape
         dev = phonemes.device
@@ -321,9 +278,11 @@ class ValleAR(_Base):
             pointers = torch.full((b, prefill), -1, dtype=torch.long, device=dev)
             pointers[:, -1] = pointer
             stay = torch.zeros(b, dtype=torch.long, device=dev)
+        text_inputs = self._text_inputs(phonemes)
         x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(tokens),
                              torch.full((b,), prefill, device=dev), causal_audio=True,
-                             audio_extra=self._pointer_inputs(phonemes, phoneme_lens, pointers) if paced else None)
+                             audio_extra=self._pointer_inputs(text_inputs, phoneme_lens, pointers) if paced else None,
+                             text_inputs=text_inputs)
         h, weights = self._run(x, mask, cache, probe, None)
         logits = self.head(h[:, -1]).float()
         advance = self.advance_head(h[:, -1]).float() if paced else None
@@ -361,7 +320,7 @@ class ValleAR(_Base):
                 break
             step = torch.tensor(step, device=dev)[:, None]
             if paced:
-                pointer, stay = self._move(pointer, stay, advance, phoneme_lens, generator)
+                pointer, stay = draw_move(pointer, stay, advance, phoneme_lens, self.MAX_STAY, generator)
                 pointers = torch.cat([pointers, pointer[:, None]], dim=1)
             if guided:
                 windows.append(real & (text >= (position - 1)[:, None])
@@ -369,7 +328,7 @@ class ValleAR(_Base):
             if use_cache:
                 x = self.audio_embedding(step) * self.scale + sinusoidal(torch.tensor([pos], device=dev), d)
                 if paced:
-                    x = x + self._pointer_inputs(phonemes, phoneme_lens, pointer[:, None])
+                    x = x + self._pointer_inputs(text_inputs, phoneme_lens, pointer[:, None])
                 keys = torch.cat([keys, torch.ones(b, 1, dtype=torch.bool, device=dev)], dim=1)
                 step_mask = keys[:, None, None, :]  # sees every cached position
                 probe_mask = None
@@ -381,8 +340,8 @@ class ValleAR(_Base):
                 tokens = torch.cat([tokens, step], dim=1)
                 x, mask = self._join(phonemes, phoneme_lens, self.audio_embedding(tokens),
                                      torch.full((b,), tokens.shape[1], device=dev), causal_audio=True,
-                                     audio_extra=self._pointer_inputs(phonemes, phoneme_lens, pointers)
-                                     if paced else None)
+                                     audio_extra=self._pointer_inputs(text_inputs, phoneme_lens, pointers)
+                                     if paced else None, text_inputs=text_inputs)
                 probe_mask = None
                 if guided:  # every generated position's window, as the cached path saw them
                     probe_mask = mask.expand(b, self.config.transformer.heads, -1, -1).clone()
@@ -397,14 +356,6 @@ class ValleAR(_Base):
                 position = torch.maximum(position, strongest)
             pos += 1
         return [torch.tensor(o, dtype=torch.long, device=dev) for o in out]
-
-    def _move(self, pointer, stay, advance, phoneme_lens, generator: Optional[torch.Generator]):
-        """The pointers ``[B]`` at the next frame from the advance logits ``[B, MAX_ADVANCE + 1]`` (see
-        ``generate``), and each item's frames on its token (``stay``)."""
-        moves = torch.multinomial(advance.softmax(-1), 1, generator=generator)[:, 0]
-        moves = torch.where((moves == 0) & (stay + 1 >= self.MAX_STAY), torch.ones_like(moves), moves)
-        stay = torch.where(moves == 0, stay + 1, torch.zeros_like(stay))
-        return torch.minimum(pointer + moves, phoneme_lens), stay
 
     def _run(self, x, mask, cache, probe, probe_mask):
         """The transformer's output, and the guided layer's attention when ``probe`` names it (else None)."""
