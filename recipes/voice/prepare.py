@@ -92,7 +92,8 @@ def write_clips(held_out: Sequence, prompt_cut, prompt_seconds: float, folder: P
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--cuts", type=Path, required=True, help="a tokenized cut manifest (e.g. cuts_train.jsonl.gz)")
+    parser.add_argument("--cuts", type=Path, required=True,
+                        help="a phonemized cut manifest (with --codec) or a tokenized one")
     parser.add_argument("--speaker", action="append", required=True, help="the voice's speaker id (repeatable)")
     parser.add_argument("--held-out", type=int, default=30, help="sentences held out (default 30)")
     parser.add_argument("--prompt-seconds", type=float, default=3.0)
@@ -109,6 +110,8 @@ def main() -> int:
     cuts = [c for c in load_manifest_lazy(args.cuts) if c.supervisions and c.supervisions[0].speaker in speakers]
     if not cuts:
         parser.error(f"no cut of {', '.join(sorted(speakers))} in {args.cuts}")
+    if args.codec is None and not all(c.has_custom("codes") for c in cuts):
+        parser.error(f"the cuts in {args.cuts} have no codes: give --codec to tokenize them")
     parts = split_voice(cuts, args.held_out, args.seed)
     long_enough = [c for c in parts["train"] if c.duration >= args.prompt_seconds]
     if not long_enough:
@@ -135,6 +138,7 @@ def main() -> int:
             CutSet.from_cuts(part).to_file(tmp)
     if args.codec:
         pipeline.tokenize(codec_loader(args.codec))
+    shutil.rmtree(args.out_dir / "clips", ignore_errors=True)  # the clips of an earlier split
     clips = write_clips(parts["held_out"], prompt, args.prompt_seconds, args.out_dir / "clips")
     summary = {"speakers": sorted(speakers), "train_cuts": len(parts["train"]),
                "train_minutes": round(sum(c.duration for c in parts["train"]) / 60, 2),

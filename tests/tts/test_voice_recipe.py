@@ -73,10 +73,12 @@ def test_voice_split_clips_and_tokenization(built, tmp_path):
 
 def test_voice_bad_input(built, tmp_path):
     _, config, _ = built
-    manifest = str(config.work_dir / "cuts_train.jsonl.gz")
-    for args, message in [(["--speaker", "nobody"], "no cut of nobody"),
-                          (["--speaker", CutSet.from_file(manifest)[0].supervisions[0].speaker, "--held-out", "99"],
-                           "leaves none to train on")]:
-        proc = prepare("--cuts", manifest, *args, "--out-dir", str(tmp_path / "out"))
+    tokenized, phonemized = config.work_dir / "cuts_train.jsonl.gz", config.work_dir / "cuts_train.phon.jsonl.gz"
+    speaker = CutSet.from_file(tokenized)[0].supervisions[0].speaker
+    for cuts, args, message in [(tokenized, ["--speaker", "nobody"], "no cut of nobody"),
+                                (tokenized, ["--speaker", speaker, "--held-out", "99"], "leaves none to train on"),
+                                (phonemized, ["--speaker", speaker], "give --codec"),
+                                (tmp_path / "missing.jsonl.gz", ["--speaker", speaker], "no cut manifest at")]:
+        proc = prepare("--cuts", str(cuts), *args, "--out-dir", str(tmp_path / "out"))
         assert proc.returncode != 0 and message in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr and not (tmp_path / "out" / "cuts_train.jsonl.gz").exists()
