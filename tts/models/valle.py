@@ -20,7 +20,7 @@ from torch import nn
 from toolkit.config import build
 from tts.models.base import IGNORE, GenerationRequest, StageOutput, TokenModel, token_metrics
 from tts.models.sampling import SamplingConfig, length_limits, next_token
-from tts.models.valle_alignment import alignment_loss, draw_move, duration_pointers
+from tts.models.valle_alignment import alignment_loss, draw_move, duration_pointers, lengths_mask
 from tts.modules.transformer import Transformer, TransformerConfig, sinusoidal
 
 CODE_PAD = -1
@@ -102,10 +102,6 @@ def _index(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _lengths_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
-    return torch.arange(size, device=lengths.device)[None] < lengths[:, None]
-
-
 class _Base(nn.Module):
     """What both stages share: phoneme embeddings with positions, and the joint [text ; audio] layout."""
 
@@ -137,7 +133,7 @@ class _Base(nn.Module):
         if audio_extra is not None:
             x_audio = x_audio + audio_extra
         x = torch.cat([x_text, x_audio], dim=1)
-        keys = torch.cat([_lengths_mask(text_lens, tt), _lengths_mask(audio_lens, ta)], dim=1)  # [B, S]
+        keys = torch.cat([lengths_mask(text_lens, tt), lengths_mask(audio_lens, ta)], dim=1)  # [B, S]
         mask = keys[:, None, None, :].expand(b, 1, tt + ta, tt + ta).clone()
         if causal_audio:
             mask[:, :, :tt, tt:] = False  # phonemes do not see audio
@@ -188,7 +184,7 @@ class ValleAR(_Base):
         inputs = torch.cat([torch.full((b, 1), self.bos, device=c1.device), c1], dim=1)
         targets = torch.cat([c1, torch.full((b, 1), IGNORE, device=c1.device)], dim=1)
         targets[torch.arange(b), code_lens] = self.eos
-        targets[~_lengths_mask(code_lens + 1, t + 1)] = IGNORE
+        targets[~lengths_mask(code_lens + 1, t + 1)] = IGNORE
         extra = advance = None
         text = self._text_inputs(phonemes)
         if self.config.duration_input:
@@ -286,10 +282,10 @@ class ValleAR(_Base):
         h, weights = self._run(x, mask, cache, probe, None)
         logits = self.head(h[:, -1]).float()
         advance = self.advance_head(h[:, -1]).float() if paced else None
-        keys = torch.cat([_lengths_mask(phoneme_lens, tt), torch.ones(b, prefill, dtype=torch.bool, device=dev)],
+        keys = torch.cat([lengths_mask(phoneme_lens, tt), torch.ones(b, prefill, dtype=torch.bool, device=dev)],
                          dim=1)
         text = torch.arange(tt, device=dev)
-        real = _lengths_mask(phoneme_lens, tt)
+        real = lengths_mask(phoneme_lens, tt)
         position = windows = None
         if guided:
             position = weights[:, head, -1, :tt].masked_fill(~real, -1.0).argmax(-1)
@@ -381,7 +377,7 @@ class ValleNAR(_Base):
         below = sum(self.audio_embeddings[k](codes[:, k]) for k in range(stage))
         rest = sum(self.audio_embeddings[k](codes[:, k]) for k in range(stage, codes.shape[1])) \
             if stage < codes.shape[1] else 0
-        in_prompt = _lengths_mask(prompt_lens, t)[..., None]
+        in_prompt = lengths_mask(prompt_lens, t)[..., None]
         return below + torch.where(in_prompt, rest, torch.zeros_like(below)) if torch.is_tensor(rest) else below
 
     def forward(self, phonemes, phoneme_lens, codes, code_lens, prompt_lens, stage: Optional[int] = None,
@@ -395,7 +391,7 @@ class ValleNAR(_Base):
         h = self.transformer(x, mask=mask, condition=condition)[:, phonemes.shape[1]:]
         targets = codes[:, stage].clone()
         t = codes.shape[-1]
-        targets[~_lengths_mask(code_lens, t) | _lengths_mask(prompt_lens, t)] = IGNORE
+        targets[~lengths_mask(code_lens, t) | lengths_mask(prompt_lens, t)] = IGNORE
         return token_metrics(self.heads[stage - 1](h), targets)
 
     @torch.no_grad()
@@ -422,7 +418,7 @@ class ValleNAR(_Base):
             x, mask = self._join(phonemes, phoneme_lens, self._audio(codes, stage, prompt_lens), tp + gen_lens, False)
             h = self.transformer(x, mask=mask, condition=torch.full((b,), stage - 1, device=dev))
             predicted = self.heads[stage - 1](h[:, phonemes.shape[1] + tp:]).argmax(-1)
-            codes[:, stage, tp:] = torch.where(_lengths_mask(gen_lens, predicted.shape[1]), predicted, CODE_PAD)
+            codes[:, stage, tp:] = torch.where(lengths_mask(gen_lens, predicted.shape[1]), predicted, CODE_PAD)
         return [codes[i, :, tp:tp + int(gen_lens[i])] for i in range(b)]
 
 

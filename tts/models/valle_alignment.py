@@ -18,6 +18,11 @@ import torch
 from tts.models.base import IGNORE, StageOutput
 
 
+def lengths_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B, size]``: True at the positions below each item's length."""
+    return torch.arange(size, device=lengths.device)[None] < lengths[:, None]
+
+
 def spoken_phonemes(durations: torch.Tensor, t: int) -> torch.Tensor:
     """``[B, t]``: the index of the phoneme token spoken at each frame (the phoneme count past the last one)."""
     b = durations.shape[0]
@@ -38,7 +43,7 @@ def alignment_loss(attention: torch.Tensor, code_lens: torch.Tensor, durations: 
         return StageOutput(zero, zero, zero, 0)
     b, t, p = attention.shape
     spoken = spoken_phonemes(durations[:, :p], t)
-    valid = (torch.arange(t, device=attention.device)[None] < code_lens[:, None]) & known[:, None]
+    valid = lengths_mask(code_lens, t) & known[:, None]
     near = (torch.arange(p, device=attention.device) - spoken[..., None]).abs() <= window
     mass = (attention.float() * near).sum(-1)
     loss = -mass[valid].clamp_min(1e-6).log().mean() * weight
