@@ -4,7 +4,8 @@
         --out data/mini/cuts_train.dur.jsonl.gz
 
 Cuts with stored durations (the exact timings of synthetic espeak-ng speech) keep them; the aligner's hard alignment
-of each such cut is compared with them, and the mean boundary error in frames (where each phone ends) is reported.
+of each such cut is compared with them, and the mean boundary error in frames (where each phone ends) is reported,
+beside that of uniform durations (each phone of an utterance as long as the others), the baseline it is read against.
 The other cuts get the aligner's durations in ``supervision.custom["durations"]`` with ``durations_source: aligner``.
 Prints a JSON summary; the output manifest is written whole or not at all.
 """
@@ -19,7 +20,7 @@ from lhotse import CutSet, load_manifest_lazy
 from toolkit.files import atomic_path
 from toolkit.runs import run_cli
 from tts.data.dataset import cut_codes, stored_durations
-from tts.models.aligner import boundary_error
+from tts.models.aligner import boundary_error, uniform_durations
 from tts.release import load_token_model
 from tts.text import is_phone
 
@@ -29,7 +30,7 @@ def label(release_dir: Path, cuts_path: Path, out: Path, batch_size: int = 16) -
     if release.model_type != "aligner":
         raise ValueError(f"{release_dir} is a {release.model_type} release, not an aligner")
     aligner, symbols = release.model.aligner, release.symbols
-    errors, compared, labelled, kept = [], 0, 0, 0
+    errors, uniform_errors, compared, labelled, kept = [], [], 0, 0, 0
     batch = []
 
     def flush(writer):
@@ -49,8 +50,11 @@ def label(release_dir: Path, cuts_path: Path, out: Path, batch_size: int = 16) -
             mine = predicted[i, : len(toks)]
             if exact is not None:
                 phones = torch.tensor([is_phone(t) for t in toks])
-                errors.append(float(boundary_error(mine[None], exact[None], phones[None])) * int(phones.sum()))
-                compared += int(phones.sum())
+                count = int(phones.sum())
+                errors.append(float(boundary_error(mine[None], exact[None], phones[None])) * count)
+                uniform = uniform_durations(phones, int(lens[i]))
+                uniform_errors.append(float(boundary_error(uniform[None], exact[None], phones[None])) * count)
+                compared += count
                 kept += 1
             else:
                 cut.supervisions[0].custom.update(durations=" ".join(map(str, mine.tolist())),
@@ -68,7 +72,9 @@ def label(release_dir: Path, cuts_path: Path, out: Path, batch_size: int = 16) -
         if batch:
             flush(writer)
     return {"labelled": labelled, "kept_exact": kept,
-            "boundary_error_frames": sum(errors) / compared if compared else None, "phones_compared": compared}
+            "boundary_error_frames": sum(errors) / compared if compared else None,
+            "boundary_error_uniform_frames": sum(uniform_errors) / compared if compared else None,
+            "phones_compared": compared}
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ from lhotse import CutSet
 
 from tts.models.aligner import (Aligner, AlignerConfig, beta_binomial_prior, boundary_error, durations_from_path,
                                 forward_sum_loss, frame_targets, monotonic_alignment_search,
-                                supervised_alignment_loss)
+                                supervised_alignment_loss, uniform_durations)
 
 
 def brute_force(values: torch.Tensor) -> torch.Tensor:
@@ -104,6 +104,16 @@ def test_frame_targets_supervised_loss_and_boundary_error():
     assert float(boundary_error(later, durations, phones)) == pytest.approx(0.25)
 
 
+def test_uniform_durations_spread_the_frames_over_the_phones():
+    phones = torch.tensor([False, True, True, False, True])
+    durations = uniform_durations(phones, 10)
+    assert durations.tolist() == [0, 3, 4, 0, 3]  # the phone ends at 10/3, 20/3, 10, rounded
+    assert uniform_durations(phones, 2).tolist() == [0, 1, 0, 0, 1] and int(uniform_durations(phones, 2).sum()) == 2
+    assert uniform_durations(torch.zeros(3, dtype=torch.bool), 5).tolist() == [0, 0, 0]
+    exact = torch.tensor([0, 1, 1, 0, 8])
+    assert float(boundary_error(durations[None], exact[None], phones[None])) == pytest.approx((2 + 5 + 0) / 3)
+
+
 @pytest.mark.slow
 def test_aligner_stage_learns_exact_durations_and_labels_the_rest(built, tmp_path):
     """The aligner trained on its own with the token-model loop, supervised by the smoke corpus's exact espeak-ng
@@ -141,6 +151,7 @@ def test_aligner_stage_learns_exact_durations_and_labels_the_rest(built, tmp_pat
     # a real distance in frames, shorter than an utterance (the fixture's codes are too poor for a tighter bound)
     mean_frames = sum(cut_codes(c).shape[0] for c in cuts) / len(cuts)
     assert 0 < report["boundary_error_frames"] < mean_frames, report
+    assert 0 < report["boundary_error_uniform_frames"] < mean_frames, report
     out = CutSet.from_file(tmp_path / "labelled.jsonl.gz")
     assert len(out) == len(cuts) and report["labelled"] + report["kept_exact"] == len(cuts)
     for cut in out:

@@ -214,6 +214,17 @@ def boundary_error(predicted: torch.Tensor, exact: torch.Tensor, phones: torch.T
     return (diff * phones).sum() / phones.sum().clamp(min=1)
 
 
+def uniform_durations(phones: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """``[N]`` durations that spread ``num_frames`` evenly over the ``phones`` (``[N]`` bool) and give the other
+    tokens none: the baseline an aligner's ``boundary_error`` is read against."""
+    count = int(phones.sum())
+    durations = torch.zeros(len(phones), dtype=torch.long)
+    if count:
+        ends = torch.div(torch.arange(1, count + 1) * num_frames + count // 2, count, rounding_mode="floor")
+        durations[phones] = torch.diff(ends, prepend=ends.new_zeros(1))
+    return durations
+
+
 @dataclass(frozen=True)
 class AlignerModelConfig(AlignerConfig):
     """The aligner trained as a stage of its own (``AlignerModel``): an ``AlignerConfig`` and how it learns.
