@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from toolkit.config import build
-from tts.models.base import StageOutput, TokenModel
+from tts.models.base import StageOutput, TokenModel, lengths_mask
 
 
 def beta_binomial_prior(num_phonemes: torch.Tensor, num_frames: torch.Tensor, scaling: float = 1.0) -> torch.Tensor:
@@ -54,8 +54,7 @@ def monotonic_alignment_search(log_probs: torch.Tensor, num_phonemes: torch.Tens
     if bool((num_frames < num_phonemes).any()):
         raise ValueError("monotonic alignment needs at least one frame per phoneme")
     b, t_max, n_max = log_probs.shape
-    phoneme = torch.arange(n_max, device=log_probs.device)
-    valid_n = phoneme[None, :] < num_phonemes[:, None]  # [B, N]
+    valid_n = lengths_mask(num_phonemes, n_max)  # [B, N]
     values = log_probs.detach().double().masked_fill(~valid_n[:, None, :], float("-inf")).cpu()
     # Forward pass, one tensor step per frame: best[i] = value[t, i] + max(best[i] (stay), best[i - 1] (advance)),
     # remembering where advancing won. The backward pass then only follows those decisions.
@@ -164,12 +163,12 @@ class Aligner(nn.Module):
         queries = self.query(embedded.transpose(1, 2))  # [B, A, T]
         distance = (queries[:, :, :, None] - keys[:, :, None, :]).pow(2).sum(1)  # [B, T, N]
         logits = -self.config.temperature * distance
-        n_mask = torch.arange(phonemes.shape[1], device=phonemes.device)[None, :] < num_phonemes[:, None]
+        n_mask = lengths_mask(num_phonemes, phonemes.shape[1])
         logits = logits.masked_fill(~n_mask[:, None, :], float("-inf"))
         log_probs = logits.log_softmax(-1)
         prior = beta_binomial_prior(num_phonemes.cpu(), num_frames.cpu(), self.config.prior_scaling)
         log_probs = (log_probs + prior.to(log_probs.device)).log_softmax(-1)
-        t_mask = torch.arange(codes.shape[2], device=codes.device)[None, :] < num_frames[:, None]
+        t_mask = lengths_mask(num_frames, codes.shape[2])
         return log_probs.masked_fill(~t_mask[:, :, None], float("-inf"))
 
     def forward(self, phonemes: torch.Tensor, num_phonemes: torch.Tensor, codes: torch.Tensor,

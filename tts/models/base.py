@@ -37,6 +37,11 @@ class StageOutput:
     tokens: int
 
 
+def lengths_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
+    """``[B, size]``: True at the positions below each item's length."""
+    return torch.arange(size, device=lengths.device)[None] < lengths[:, None]
+
+
 def token_metrics(logits: torch.Tensor, targets: torch.Tensor) -> StageOutput:
     """Cross-entropy, top-1 and top-10 accuracy over the positions whose target is not ``IGNORE``."""
     valid = targets != IGNORE

@@ -26,7 +26,7 @@ from torch import nn
 from toolkit.config import build
 from tts.data.dataset import TokenBatch
 from tts.models.aligner import Aligner, AlignerConfig
-from tts.models.base import IGNORE, GenerationRequest, StageOutput, TokenModel, token_metrics
+from tts.models.base import IGNORE, GenerationRequest, StageOutput, TokenModel, lengths_mask, token_metrics
 from tts.modules.transformer import Transformer, TransformerConfig, sinusoidal
 
 
@@ -97,7 +97,7 @@ class MobileSpeechConfig:
 
 def padding_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
     """``[B, 1, 1, size]`` True where a key may be attended (inside the item's length)."""
-    return (torch.arange(size, device=lengths.device)[None, :] < lengths[:, None])[:, None, None, :]
+    return lengths_mask(lengths, size)[:, None, None, :]
 
 
 def length_regulate(states: torch.Tensor, durations: torch.Tensor, num_frames: int) -> torch.Tensor:
@@ -250,7 +250,7 @@ class MobileSpeech(TokenModel):
         text = self.encode_text(batch.phonemes, batch.phoneme_lens)
         memory, summary, memory_mask = self.encode_prompt(batch.prompt_codes, batch.prompt_lens)
         predicted = self.durations(text, summary)
-        valid_p = torch.arange(batch.phonemes.shape[1], device=device)[None, :] < batch.phoneme_lens[:, None]
+        valid_p = lengths_mask(batch.phoneme_lens, batch.phonemes.shape[1])
         duration_loss = F.mse_loss(predicted[valid_p], torch.log1p(durations[valid_p].float()))
         frames = length_regulate(text, durations, t)
 
@@ -262,11 +262,10 @@ class MobileSpeech(TokenModel):
         ratio = torch.cos(0.5 * math.pi * rand(b))
         full = (layer == 0) & (rand(b) > cfg.alpha)
         ratio = torch.where(full, torch.ones_like(ratio), ratio)
-        valid_t = torch.arange(t, device=device)[None, :] < lens[:, None]
+        valid_t = lengths_mask(lens, t)
         masked = (rand(b, t) < ratio[:, None]) & valid_t
         if batch.prompt_is_prefix.any():  # the prompt holds those frames: nothing to predict there
-            prefix = (torch.arange(t, device=device)[None, :] < batch.prompt_lens[:, None]) & \
-                batch.prompt_is_prefix[:, None]
+            prefix = lengths_mask(batch.prompt_lens, t) & batch.prompt_is_prefix[:, None]
             masked = masked & ~prefix
         # at least one masked frame per item (the first valid one past the prompt, if the draw masked none)
         none = ~masked.any(1)
@@ -298,7 +297,7 @@ class MobileSpeech(TokenModel):
         _, summary, _ = self.encode_prompt(prompt, torch.full((prompt.shape[0],), prompt.shape[2],
                                                               device=prompt.device))
         frames = torch.expm1(self.durations(text, summary)).clamp(min=0) / speed
-        valid = torch.arange(phonemes.shape[1], device=phonemes.device)[None, :] < lens[:, None]
+        valid = lengths_mask(lens, phonemes.shape[1])
         frames = frames.round().long().clamp(min=1, max=MAX_FRAMES_PER_PHONEME)
         return torch.where(valid, frames, torch.zeros_like(frames))
 
@@ -327,7 +326,7 @@ class MobileSpeech(TokenModel):
         totals = durations.sum(1)
         t = int(totals.max())
         frames = length_regulate(text, durations, t)
-        valid = torch.arange(t, device=device)[None, :] < totals[:, None]
+        valid = lengths_mask(totals, t)
         codes = torch.full((b, k, t), self.mask_id, dtype=torch.long, device=device)
         for j in range(k):
             rounds = steps if j == 0 else later_steps

@@ -18,9 +18,9 @@ import torch
 from torch import nn
 
 from toolkit.config import build
-from tts.models.base import IGNORE, GenerationRequest, StageOutput, TokenModel, token_metrics
+from tts.models.base import IGNORE, GenerationRequest, StageOutput, TokenModel, lengths_mask, token_metrics
 from tts.models.sampling import SamplingConfig, length_limits, next_token
-from tts.models.valle_alignment import alignment_loss, draw_move, duration_pointers, lengths_mask
+from tts.models.valle_alignment import alignment_loss, draw_move, duration_pointers
 from tts.modules.transformer import Transformer, TransformerConfig, sinusoidal
 
 CODE_PAD = -1

@@ -15,12 +15,7 @@ from typing import Optional, Tuple
 
 import torch
 
-from tts.models.base import IGNORE, StageOutput
-
-
-def lengths_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
-    """``[B, size]``: True at the positions below each item's length."""
-    return torch.arange(size, device=lengths.device)[None] < lengths[:, None]
+from tts.models.base import IGNORE, StageOutput, lengths_mask
 
 
 def spoken_phonemes(durations: torch.Tensor, t: int) -> torch.Tensor:
