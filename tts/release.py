@@ -28,6 +28,7 @@ from tts.text import SymbolTable
 
 FORMAT_VERSION = 1
 CONFIG_NAME, SYMBOLS_NAME = "config.json", "symbols.json"
+BUNDLED_MODELS = Path(__file__).resolve().parent / "assets"  # <model type>-mini: the bundled releases
 PathLike = Union[str, os.PathLike]
 
 
@@ -58,6 +59,14 @@ def weights_sha256(codec_path: PathLike) -> Optional[str]:
     return sha256(path) if path.is_file() else None
 
 
+def codec_source(codec: str, codec_files: Optional[PathLike] = None) -> Path:
+    """Where the files of a token run's codec are: ``codec_files`` when given (a training pack's copy), the bundled
+    codec's folder for ``"bundled"``, else ``codec`` itself (a release directory or an official checkpoint)."""
+    from codec import BUNDLED_DIR
+
+    return Path(codec_files) if codec_files else BUNDLED_DIR if codec == "bundled" else Path(codec)
+
+
 def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTable, codec: str,
                      copy_codec: bool = False, dtype: Optional[torch.dtype] = None,
                      max_shard_bytes: Optional[int] = None, codec_files: Optional[PathLike] = None) -> Path:
@@ -70,7 +79,7 @@ def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTabl
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    source = Path(codec_files) if codec_files else BUNDLED_DIR if codec == "bundled" else Path(codec)
+    source = codec_source(codec, codec_files)
     from codec import load_codec
 
     rates = load_codec(None if source == BUNDLED_DIR else source)

@@ -25,11 +25,10 @@ from toolkit.errors import InputError
 from tts.models.base import GenerationRequest
 from tts.models.registry import MODELS
 from tts.models.sampling import SamplingConfig
-from tts.release import Release, ReleaseError, load_token_model, weights_sha256
+from tts.release import BUNDLED_MODELS, Release, ReleaseError, load_token_model, weights_sha256
 from tts.text.phonemize import WORD_BOUNDARY, TextError, build_phonemizer, is_phone
 
 PathLike = Union[str, os.PathLike]
-BUNDLED_MODELS = Path(__file__).resolve().parent / "assets"
 MODEL_TYPES = tuple(name for name, kind in MODELS.items() if kind.synthesizes)
 DEFAULT_MODEL = "valle"  # the bundled model used when none is named
 MIN_PROMPT_SECONDS = 1.0

@@ -16,7 +16,7 @@ import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -262,6 +262,48 @@ class TokenTrainer(Trainer):
     def load_extra_state(self, state: dict) -> None:
         self.scheduler.load_state_dict(state["scheduler"])
 
+    def init_from(self, source: Union[str, os.PathLike]) -> Dict[str, object]:
+        """Start this run from a token-model release instead of a random init: fine-tuning on other data, or
+        continuing a bundled model whose run folder is gone.
+
+        ``source`` is a release directory or ``"bundled"`` (the bundled release of this run's model type). The
+        release must hold a model of this run's type and architecture (its config may differ only in dropout), every
+        stage this run trains (a VALL-E release of both stages can start an AR-only run), and this run's symbol
+        table. Its codec may differ from the one the run's codes come from (a model carried over to a new codec):
+        the returned info says whether it does. The optimizer, the schedule with its warm-up and the step start
+        anew. Call before training, on every rank. Returns what was loaded (also written to
+        ``<out>/init_from.json``); a ``ValueError`` says why a release cannot start this run.
+        """
+        from toolkit.weights import load_strict
+        from tts.release import BUNDLED_MODELS, codec_source, load_token_model, weights_sha256
+
+        path = BUNDLED_MODELS / f"{self.config.model_type}-mini" if str(source) == "bundled" else Path(source)
+        release = load_token_model(path)
+        if release.model_type != self.config.model_type:
+            raise ValueError(f"{path} holds a {release.model_type} model; this run trains {self.config.model_type}")
+        differ = [key for key in differing_fields(release.model.config.to_dict(), self.config.model.to_dict())
+                  if "dropout" not in key.rsplit(".", 1)[-1]]
+        if differ:
+            raise ValueError(f"{path} has another architecture than this run's model: {', '.join(differ)} differ")
+        if release.symbols.symbols != self.symbols.symbols:
+            raise ValueError(f"{path} was trained on another symbol table ({len(release.symbols)} symbols) than "
+                             f"this run's ({len(self.symbols)}): the phoneme ids would mean other phonemes")
+        missing = [stage for stage in self.config.stages if stage not in release.model.stages]
+        if missing:
+            raise ValueError(f"{path} holds the stages {', '.join(release.model.stages)}, not {', '.join(missing)}")
+        state = release.model.state_dict()
+        if self.kind.separable_stages:  # the weights of stage s are those under "s."
+            state = {k: v for k, v in state.items() if k.split(".", 1)[0] in self.config.stages}
+        load_strict(self.unwrapped, state, source=str(path))
+        ours = weights_sha256(codec_source(self.codec, self.codec_files))
+        same = None if ours is None or release.codec_sha256 is None else ours == release.codec_sha256
+        info: Dict[str, object] = {"source": str(path), "stages": list(self.config.stages), "codec": release.codec,
+                                   "same_codec": same}
+        if self.acc.is_main_process:
+            (self.out / "init_from.json").write_text(json.dumps(info, indent=1) + "\n")
+        self.acc.wait_for_everyone()
+        return info
+
     def export(self, directory: Optional[os.PathLike] = None, dtype: Optional[torch.dtype] = None,
                copy_codec: bool = False, max_shard_bytes: Optional[int] = None) -> Path:
         """The model as a release directory (config, weights, symbols, codec reference or copy); the weights as shards
@@ -274,6 +316,18 @@ class TokenTrainer(Trainer):
                              max_shard_bytes=max_shard_bytes, codec_files=self.codec_files)
         self.acc.wait_for_everyone()
         return directory
+
+
+def differing_fields(a: dict, b: dict, prefix: str = "") -> list:
+    """Dotted names of the fields where two nested config dicts differ (a field only one of them has counts)."""
+    out = []
+    for key in sorted(set(a) | set(b), key=str):
+        left, right = a.get(key), b.get(key)
+        if isinstance(left, dict) and isinstance(right, dict):
+            out += differing_fields(left, right, f"{prefix}{key}.")
+        elif left != right or (key in a) != (key in b):
+            out.append(f"{prefix}{key}")
+    return out
 
 
 def codec_dimensions(codec: str) -> Dict[str, int]:
@@ -298,6 +352,8 @@ def main(description: Optional[str] = None, argv: Optional[Sequence[str]] = None
     parser.add_argument("--codec", help="codec release directory, official checkpoint or bundled (default: bundled; "
                         "with --pack, the pack's)")
     parser.add_argument("--copy-codec", action="store_true", help="copy the codec into the release")
+    parser.add_argument("--init-from", metavar="RELEASE", help="start from a token-model release directory or "
+                        "'bundled' (this model type's bundled release); ignored when --resume finds a checkpoint")
     args = parser.parse_args(argv)
     trackers = start_run(args)
     per_rank = False
@@ -325,6 +381,10 @@ def main(description: Optional[str] = None, argv: Optional[Sequence[str]] = None
                            codec_files=codec_files, per_rank=per_rank, **trackers)
     if args.resume and trainer.resume():  # a checkpoint that cannot be restored: run_cli's one line
         trainer.acc.print(f"resumed at step {trainer.step}")
+    elif args.init_from:
+        info = trainer.init_from(args.init_from)
+        other = "" if info["same_codec"] is not False else f" (its codes came from another codec: {info['codec']})"
+        trainer.acc.print(f"started from {info['source']}{other}")
     trainer.train(**run_budget(args))
     release = trainer.export(dtype=getattr(torch, args.export_dtype), copy_codec=args.copy_codec,
                              max_shard_bytes=args.max_shard_bytes)

@@ -4,6 +4,7 @@ non-finite guard, release export and loading, two CPU processes, config files.""
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,8 @@ from tests.support import accelerate_launch, launch_two_ranks, snippet, synthesi
 from tts.models.base import GenerationRequest
 from tts.models.sampling import SamplingConfig, length_limits
 from tts.release import ReleaseError, export_runs, load_token_model
-from tts.training import NonFiniteLossError, TokenTrainer, load_token_train_config
+from tts.text import SymbolTable
+from tts.training import NonFiniteLossError, TokenTrainer, load_token_train_config, main
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "recipes" / "valle" / "configs"
@@ -136,6 +138,61 @@ def test_nonfinite_losses_are_skipped_then_stop(built, tmp_path, monkeypatch):
     trainer.train_step([next(batches)])
     with pytest.raises(NonFiniteLossError, match="non-finite losses in 3 steps in a row"):
         trainer.train_step([next(batches)])
+
+
+def test_a_run_started_from_a_release_continues_from_it(built, tmp_path):
+    """``init_from``: an AR-only run (more dropout) from a two-stage release holds the release's AR weights, scores its
+    validation loss, far below a fresh model's, at step 0 with a fresh optimizer; releases that cannot start it are
+    refused with the reason."""
+    cuts, symbols, codec = data(built)
+    trained = TokenTrainer(tiny(symbols, "train.max_steps=15", "train.warmup_steps=2"), cuts, symbols, tmp_path / "a",
+                           codec=str(codec))
+    trained.train()
+    release = trained.export()
+    config = tiny(symbols, "train.stages=[ar]", "train.max_steps=3", "model.transformer.dropout=0.3")
+    fresh = TokenTrainer(config, cuts, symbols, tmp_path / "fresh", codec=str(codec))
+    started = TokenTrainer(config, cuts, symbols, tmp_path / "b", codec=str(codec))
+    info = started.init_from(release)
+    assert info["same_codec"] is True and info["stages"] == ["ar"]
+    assert json.loads((tmp_path / "b" / "init_from.json").read_text()) == info
+    ours, theirs = weights(started), weights(trained)
+    assert set(ours) == {k for k in theirs if k.startswith("ar.")}
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert started.step == 0 and not started.optimizer.state
+    expected, loss, scratch = (t.validate(cuts)["valid/ar_loss"] for t in (trained, started, fresh))
+    assert loss == pytest.approx(expected, rel=1e-6) and loss < scratch - 0.5
+    started.train()  # and it trains on
+    assert started.step == 3
+
+    with pytest.raises(ValueError, match="transformer.layers differ"):
+        TokenTrainer(tiny(symbols, "model.transformer.layers=1"), cuts, symbols, tmp_path / "c",
+                     codec=str(codec)).init_from(release)
+    nar_only = TokenTrainer(tiny(symbols, "train.stages=[nar]", "train.max_steps=1"), cuts, symbols, tmp_path / "d",
+                            codec=str(codec))
+    nar_only.train()
+    with pytest.raises(ValueError, match="holds the stages nar, not ar"):
+        TokenTrainer(tiny(symbols), cuts, symbols, tmp_path / "e", codec=str(codec)).init_from(nar_only.export())
+    other = SymbolTable(symbols.symbols[:3] + symbols.symbols[:2:-1], symbols.frontend)  # the specials, then reversed
+    with pytest.raises(ValueError, match="another symbol table"):
+        TokenTrainer(tiny(symbols), cuts, other, tmp_path / "f", codec=str(codec)).init_from(release)
+    mobile = load_token_train_config(ROOT / "recipes" / "mobilespeech" / "configs" / "tiny.yaml", len(symbols), 8, 64)
+    with pytest.raises(ValueError, match="holds a valle model; this run trains mobilespeech"):
+        TokenTrainer(mobile, cuts, symbols, tmp_path / "g", codec=str(codec)).init_from(release)
+
+
+def test_init_from_on_the_command_line_yields_to_a_checkpoint(built, tmp_path, capsys):
+    _, pipeline, _ = built
+    cuts, symbols, codec = data(built)
+    trained = TokenTrainer(tiny(symbols, "train.max_steps=2"), cuts, symbols, tmp_path / "a", codec=str(codec))
+    trained.train()
+    argv = ["--config", str(CONFIGS / "tiny.yaml"), "--train-cuts", str(pipeline.work_dir / "cuts_train.jsonl.gz"),
+            "--codec", str(codec), "--out-dir", str(tmp_path / "b"), "--resume", "--init-from", str(trained.export()),
+            "--wandb", "disabled", "--set", "train.max_steps=2", "train.checkpoint_every=2"]
+    main(argv=argv)
+    assert f"started from {tmp_path / 'a' / 'release'}" in capsys.readouterr().out
+    main(argv=argv[:-2] + ["train.max_steps=3"])  # the run's own checkpoint wins over --init-from
+    out = capsys.readouterr().out
+    assert "resumed at step 2" in out and "started from" not in out
 
 
 def test_release_errors(tmp_path):
