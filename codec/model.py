@@ -135,7 +135,18 @@ class LanguageCodec(nn.Module):
         """Codes ``[B, K, T]`` (any K <= num_codebooks, or ``[K, T]``) -> waveform ``[B, 1, T * hop]``."""
         with torch.inference_mode(), _eval(self):
             codes = self._check_codes(codes)
-            return self.head(self.backbone(self.quantizer.decode(codes), self._bandwidth(bandwidth_id))).unsqueeze(1)
+            return self.decode_latent(self.quantizer.decode(codes), bandwidth_id)
+
+    def decode_latent(self, latent: torch.Tensor, bandwidth_id: Union[int, torch.Tensor] = 0) -> torch.Tensor:
+        """A latent ``[B, D, T]`` (the quantizer's output, or the encoder's) -> waveform ``[B, 1, T * hop]``."""
+        with torch.inference_mode(), _eval(self):
+            return self.head(self.backbone(latent, self._bandwidth(bandwidth_id))).unsqueeze(1)
+
+    def autoencode(self, wav: torch.Tensor, bandwidth_id: Union[int, torch.Tensor] = 0) -> torch.Tensor:
+        """Waveform ``[B, L]`` or ``[B, 1, L]`` -> its latent decoded without quantization, ``[B, 1, T * hop]``: the
+        autoencoder alone, so ``decode(encode(wav))`` against it shows what quantization costs."""
+        with torch.inference_mode(), _eval(self):
+            return self.decode_latent(self.encode_latent(self._check_wav(wav)), bandwidth_id)
 
     def encode_batch(self, wavs: Sequence[torch.Tensor], num_quantizers: Optional[int] = None,
                      max_batch_samples: Optional[int] = None) -> List[torch.Tensor]:

@@ -29,13 +29,14 @@ PAPER = {4: {"pesq": 3.27, "stoi": 0.949, "vuv_f1": 0.966}, 8: {"pesq": 3.88, "s
 
 
 def evaluate(codec: LanguageCodec, clips, codebooks=(4, 8), vuv: bool = True, scorer=None,
-             transcripts: Optional[Dict[str, str]] = None) -> dict:
-    """Mean scores per number of codebooks. With a ``tts.evaluation.Scorer``, also ``speaker_similarity`` (each clip)
-    and, for clips in ``transcripts`` (file name -> text), ``wer`` of the resynthesis, ``wer_original`` and
-    ``wer_gap``."""
+             transcripts: Optional[Dict[str, str]] = None, unquantized: bool = False) -> dict:
+    """Mean scores per number of codebooks (and, with ``unquantized``, under ``"unquantized"`` those of the encoder's
+    latent decoded without quantization: the autoencoder alone). With a ``tts.evaluation.Scorer``, also
+    ``speaker_similarity`` (each clip) and, for clips in ``transcripts`` (file name -> text), ``wer`` of the
+    resynthesis, ``wer_original`` and ``wer_gap``."""
     from tts.evaluation import word_error_rate
 
-    results = {k: [] for k in codebooks}
+    results = {k: [] for k in (*codebooks, *(("unquantized",) if unquantized else ()))}
     sr = codec.sample_rate
     for path in tqdm(clips, desc="clips", unit="clip"):
         wav = load_audio(path, sr)
@@ -44,8 +45,9 @@ def evaluate(codec: LanguageCodec, clips, codebooks=(4, 8), vuv: bool = True, sc
         original_wer = None
         if scorer is not None and text is not None:
             original_wer = word_error_rate(text, scorer.transcribe(wav.numpy(), sr))
-        for k in codebooks:
-            out = codec.decode(codes[:, :k])[0, 0, : wav.numel()]
+        for k in results:
+            decoded = codec.autoencode(wav[None]) if k == "unquantized" else codec.decode(codes[:, :k])
+            out = decoded[0, 0, : wav.numel()]
             row = reconstruction_metrics(wav, out, sr, vuv=vuv)
             if scorer is not None:
                 row["speaker_similarity"] = scorer.speaker_similarity(out.numpy(), wav.numpy(), sr)
@@ -79,8 +81,8 @@ def table(scores: dict, name: str) -> str:
         return "" if value is None else f"{value:.3f}"
 
     for k, s in scores.items():
-        kbps = k * 10 * 75 / 1000
-        row = (f"| {name} | {k} | {kbps:g} | {cell(s.get('pesq'))} | {cell(s.get('stoi'))} "
+        kbps = "" if k == "unquantized" else f"{k * 10 * 75 / 1000:g}"
+        row = (f"| {name} | {k} | {kbps} | {cell(s.get('pesq'))} | {cell(s.get('stoi'))} "
                f"| {cell(s.get('vuv_f1'))} | {s['mel_distance']:.3f} |")
         if wer:
             row += f" {s.get('wer', nan):.3f} / {s.get('wer_original', nan):.3f} / {s.get('wer_gap', nan):+.3f} |"
@@ -89,7 +91,7 @@ def table(scores: dict, name: str) -> str:
         lines.append(row)
         if k in PAPER:
             p = PAPER[k]
-            lines.append(f"| paper (LibriTTS test-clean) | {k} | {kbps:g} | {p['pesq']} | {p['stoi']} "
+            lines.append(f"| paper (LibriTTS test-clean) | {k} | {kbps} | {p['pesq']} | {p['stoi']} "
                          f"| {p['vuv_f1']} | |" + " |" * wer + " |" * extra)
     return "\n".join(lines)
 
@@ -104,6 +106,8 @@ def main() -> None:
                         help="also WER (clips with a transcript in <clips>/manifest.tsv) and speaker similarity")
     parser.add_argument("--asr-model", help="local HuggingFace CTC model folder instead of pocketsphinx")
     parser.add_argument("--speaker-model", help="local HuggingFace x-vector model folder instead of resemblyzer")
+    parser.add_argument("--unquantized", action="store_true", help="also score the encoder's latent decoded without "
+                        "quantization (the autoencoder alone: what quantization costs is the difference)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -115,7 +119,7 @@ def main() -> None:
     codec = load_codec(args.codec)
     clips = sorted(p for p in args.clips.rglob("*") if p.suffix.lower() in (".wav", ".flac"))
     scores = evaluate(codec, clips, vuv=not args.no_vuv, scorer=scorer,
-                      transcripts=read_transcripts(args.clips) if scorer else None)
+                      transcripts=read_transcripts(args.clips) if scorer else None, unquantized=args.unquantized)
     print(f"{len(clips)} clips from {args.clips}")
     print(table(scores, Path(args.codec).name))
     if args.out:

@@ -31,13 +31,13 @@ def test_intelligibility_scores(tmp_path):
     out = tmp_path / "scores.json"
     proc = subprocess.run([sys.executable, str(ROOT / "recipes" / "codec" / "evaluate.py"), "--codec",
                            str(ROOT / "codec" / "assets" / "languagecodec-mini"), "--clips", str(clips), "--no-vuv",
-                           "--intelligibility", "--threads", "1", "--out", str(out)],
+                           "--intelligibility", "--unquantized", "--threads", "1", "--out", str(out)],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(out.read_text())
     assert result["clips"] == 2
-    for k in ("4", "8"):
+    for k in ("4", "8", "unquantized"):
         s = result["scores"][k]
         assert s["wer"] - s["wer_original"] == pytest.approx(s["wer_gap"])  # one clip has a transcript
         assert -1 <= s["speaker_similarity"] <= 1 and s["mel_distance"] > 0
-    assert "WER (resynth / original / gap)" in proc.stdout
+    assert "WER (resynth / original / gap)" in proc.stdout and "| languagecodec-mini | unquantized |  |" in proc.stdout

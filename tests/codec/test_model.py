@@ -51,6 +51,16 @@ def test_encode_equals_forward_codes(tiny_codec):
     assert torch.allclose(tiny_codec.decode(out.codes), out.audio, atol=1e-6)
 
 
+def test_autoencode_decodes_the_latent_without_quantization(tiny_codec):
+    wav = torch.randn(2, 9600) * 0.1
+    with torch.no_grad():
+        latent = tiny_codec.encoder(wav[:, None])
+        expected = tiny_codec.head(tiny_codec.backbone(latent, torch.zeros(1, dtype=torch.long)))[:, None]
+    out = tiny_codec.autoencode(wav)
+    assert out.shape == (2, 1, 9600) and torch.allclose(out, expected, atol=1e-5)
+    assert not torch.allclose(out, tiny_codec.decode(tiny_codec.encode(wav)), atol=1e-3)  # quantization costs
+
+
 def test_training_output_and_gradients():
     model = LanguageCodec(CodecConfig.tiny()).train()
     out = model(torch.randn(2, 8000) * 0.1)
