@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 import pytest
+import torch
 from lhotse import CutSet
 
 from tts.text import SymbolTable
@@ -27,6 +28,24 @@ def corpus_data(built):
 def weights(trainer):
     """A copy of a trainer's model weights."""
     return {k: v.detach().clone() for k, v in trainer.unwrapped.state_dict().items()}
+
+
+def resumed_like_unbroken(config, cuts, symbols, codec, tmp_path):
+    """Train a token run to its end in one go, and again stopped at step 3 and resumed; assert that both end with the
+    same weights. Returns (unbroken, resumed) trainers."""
+    from tts.training import TokenTrainer
+
+    unbroken = TokenTrainer(config, cuts, symbols, tmp_path / "a", codec=str(codec))
+    unbroken.train()
+    first = TokenTrainer(config, cuts, symbols, tmp_path / "b", codec=str(codec))
+    first.train(stop_after=3)
+    assert [p.name for p in first.store.list()] == ["step-00000003"]
+    resumed = TokenTrainer(config, cuts, symbols, tmp_path / "b", codec=str(codec))
+    assert resumed.resume() and resumed.step == 3
+    resumed.train()
+    a, b = weights(unbroken), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    return unbroken, resumed
 
 
 ROOT = Path(__file__).resolve().parents[1]

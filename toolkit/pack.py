@@ -221,13 +221,21 @@ class PackSampler:
         self.num_buckets = max(1, min(num_buckets, math.ceil(len(self.cuts) / 4))) if max_duration else 1
         self.world_size, self.rank = world_size, rank
         self.epoch, self.position = 0, 0
+        self.predicates: List = []
+
+    def filter(self, predicate) -> "PackSampler":
+        """Leave out the cuts ``predicate(cut)`` rejects, as Lhotse's ``CutSampler.filter`` does; it is asked anew
+        in every epoch (so it may depend on ``self.epoch``)."""
+        self.predicates.append(predicate)
+        return self
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch, self.position = epoch, 0
 
     def _batches(self) -> List[List[int]]:
         rng = random.Random(self.seed * 1_000_003 + self.epoch)
-        order = sorted(range(len(self.cuts)), key=lambda i: (self.cuts[i].duration, i))
+        kept = (i for i in range(len(self.cuts)) if all(keep(self.cuts[i]) for keep in self.predicates))
+        order = sorted(kept, key=lambda i: (self.cuts[i].duration, i))
         size = math.ceil(len(order) / self.num_buckets) if order else 1
         batches: List[List[int]] = []
         for b in range(0, len(order), size):

@@ -25,7 +25,8 @@ from toolkit.engine import RunConfig, Trainer, add_run_arguments, open_pack, pro
 from toolkit.config import build, preset_section, read_run_file
 from toolkit.cuts import beside, open_cuts
 from toolkit.runs import LOOP_FIELDS, NonFiniteLossError, agree_finite, warmup_cosine
-from tts.data.dataset import PromptPool, TokenBatch, TokenDataset, cut_codes, make_sampler
+from tts.data.dataset import Curriculum, PromptPool, TokenBatch, TokenDataset, check_curriculum, cut_codes, \
+    make_sampler
 from tts.models.base import TokenModel
 from tts.models.registry import model_class
 from tts.text import SymbolTable
@@ -51,6 +52,8 @@ class TokenTrainConfig(RunConfig):
         frame_rate: the codec's frames per second.
         min_lr_ratio: the cosine decay ends at this fraction of ``learning_rate``.
         validation_batches: validation batches per validation (0: all).
+        curriculum: a short-utterance curriculum, ``[[epochs, max_seconds], ...]``: the first stage's epochs draw
+            only the cuts of at most its seconds, then the next stage's, then every cut (``Curriculum``). Empty: none.
     """
 
     model_type: str
@@ -67,6 +70,7 @@ class TokenTrainConfig(RunConfig):
     min_lr_ratio: float = 0.05
     grad_accumulation: int = 1
     validation_batches: int = 20
+    curriculum: tuple = ()
 
     FIELDS = {
         **LOOP_FIELDS, "max_duration": "positive number", "num_buckets": "positive int",
@@ -74,6 +78,10 @@ class TokenTrainConfig(RunConfig):
         "frame_rate": "positive int", "warmup_steps": "int >= 0",
         "min_lr_ratio": "number in [0, 1]", "grad_accumulation": "positive int", "validation_batches": "int >= 0",
     }
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "curriculum", check_curriculum(self.curriculum))
 
 
 
@@ -158,7 +166,8 @@ class TokenTrainer(Trainer):
         world, rank = (1, 0) if per_rank else (self.acc.num_processes, self.acc.process_index)
         self.sampler = make_sampler(train_cuts, config.max_duration, shuffle=True, seed=config.seed,
                                     world_size=world, rank=rank, num_buckets=config.num_buckets,
-                                    drop_last=self.acc.num_processes > 1)
+                                    drop_last=self.acc.num_processes > 1,
+                                    curriculum=Curriculum(config.curriculum) if config.curriculum else None)
         self.loader = torch.utils.data.DataLoader(self.dataset, sampler=self.sampler, batch_size=None,
                                                   num_workers=config.num_workers,
                                                   # its own generator: an epoch's start must not draw from the

@@ -14,7 +14,8 @@ import torch
 from lhotse import CutSet, load_manifest_lazy
 
 from codec import LanguageCodec
-from tts.data.dataset import CODE_PAD, PromptPool, TokenDataset, cut_codes, make_sampler
+from toolkit.runs import sampler_state
+from tts.data.dataset import CODE_PAD, Curriculum, PromptPool, TokenDataset, check_curriculum, cut_codes, make_sampler
 from tts.data.pipeline import Pipeline, PipelineConfig, codec_loader, run
 from tts.text import SymbolTable
 
@@ -222,6 +223,39 @@ def test_sampler_resumes_mid_epoch_and_splits_ranks(built):
     ranks = [{c for b in make_sampler(cuts, max_duration=8, seed=3, world_size=2, rank=r) for c in b.ids}
              for r in (0, 1)]
     assert not ranks[0] & ranks[1] and ranks[0] and ranks[1]
+
+
+def test_curriculum_draws_the_short_cuts_first_and_resumes(built):
+    """Epoch 0 takes the cuts up to the median length, epoch 1 every cut; a sampler resumed mid-epoch 0 from its
+    state (through JSON, as checkpoints hold it) draws the rest of the unbroken sampler's epochs 0 and 1."""
+    _, config, _ = built
+    cuts = CutSet.from_file(config.work_dir / "cuts_train.jsonl.gz").to_eager()
+    median = float(np.median([c.duration for c in cuts]))
+    short = {c.id for c in cuts if c.duration <= median}
+
+    def sampler():
+        return make_sampler(cuts, max_duration=6, seed=3, curriculum=Curriculum([[1, median]]))
+
+    unbroken = sampler()
+    epochs = []
+    for epoch in (0, 1):
+        unbroken.set_epoch(epoch)
+        epochs.append([sorted(b.ids) for b in unbroken])
+    assert {i for b in epochs[0] for i in b} == short and {i for b in epochs[1] for i in b} == set(cuts.ids)
+    assert len(epochs[0]) >= 3
+    first = sampler()
+    stream = iter(first)
+    next(stream), next(stream)
+    resumed = sampler()
+    resumed.load_state_dict(sampler_state(json.loads(json.dumps(first.state_dict()))))
+    rest = [sorted(b.ids) for b in resumed]
+    resumed.set_epoch(1)
+    assert rest == epochs[0][2:] and [sorted(b.ids) for b in resumed] == epochs[1]
+    curriculum = Curriculum([[2, 3], [1, 5.5]])
+    assert [curriculum.limit(e) for e in range(4)] == [3.0, 3.0, 5.5, None]
+    for bad in ([[0, 3]], [[1, 0]], [3, 4], [[1.5, 2]]):
+        with pytest.raises(ValueError, match=r"train.curriculum must be a list of \[epochs, max_seconds\] pairs"):
+            check_curriculum(bad)
 
 
 def test_shar_export(built):

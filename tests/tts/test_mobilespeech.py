@@ -14,7 +14,7 @@ import torch
 from lhotse import CutSet
 
 from tests.support import corpus_data as data
-from tests.support import accelerate_launch, snippet, synthesize_documented, weights
+from tests.support import accelerate_launch, resumed_like_unbroken, snippet, synthesize_documented
 from tts.data.dataset import TokenDataset
 from tts.models.base import GenerationRequest
 from tts.models.sampling import SamplingConfig
@@ -129,22 +129,14 @@ def test_config_files(built):
 
 @pytest.mark.slow
 def test_training_resumes_exactly_and_the_release_speaks(built, tmp_path):
-    from tts.training import TokenTrainer, load_token_train_config
+    from tts.training import load_token_train_config
 
     cuts, symbols, codec = data(built)
     configs = Path(__file__).resolve().parents[2] / "recipes" / "mobilespeech" / "configs"
     config = load_token_train_config(configs / "tiny.yaml", len(symbols), 8, 64,
                                      ["train.max_duration=8", "train.grad_accumulation=2", "train.max_steps=6",
                                       "train.checkpoint_every=3", "train.warmup_steps=2"])
-    unbroken = TokenTrainer(config, cuts, symbols, tmp_path / "a", codec=str(codec))
-    unbroken.train()
-    first = TokenTrainer(config, cuts, symbols, tmp_path / "b", codec=str(codec))
-    first.train(stop_after=3)
-    resumed = TokenTrainer(config, cuts, symbols, tmp_path / "b", codec=str(codec))
-    assert resumed.resume() and resumed.step == 3
-    resumed.train()
-    a, b = weights(unbroken), weights(resumed)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _, resumed = resumed_like_unbroken(config, cuts, symbols, codec, tmp_path)
     results = resumed.validate(cuts)
     assert {"valid/smd_loss", "valid/smd_accuracy", "valid/duration_loss"} <= set(results)
     # the jointly trained aligner only scores cuts without stored durations

@@ -20,7 +20,7 @@ from lhotse import CutSet
 from tests.support import minimal_site, snippet
 from toolkit.pack import BASE_REQUIREMENTS, Pack, PackError, PackSampler
 from toolkit.weights import INDEX_NAME
-from tts.data.dataset import TokenDataset
+from tts.data.dataset import Curriculum, TokenDataset, make_sampler
 from tts.data.pack import folder_bytes, write_pack
 from tts.release import load_token_model, weights_sha256
 from tts.text import SymbolTable
@@ -122,6 +122,22 @@ def test_pack_sampler_buckets_splits_ranks_and_resumes(pack):
     assert [len(b) for b in fixed] == [4] * (len(cuts) // 4)
     with pytest.raises(ValueError, match="had num_cuts"):
         PackSampler(cuts[:-1], max_duration=12.0, seed=5).load_state_dict(sampler.state_dict())
+
+
+def test_pack_sampler_follows_a_curriculum_and_resumes(pack):
+    cuts = pack[0].token_cuts("train")
+    median = float(np.median([c.duration for c in cuts]))
+    sampler = make_sampler(cuts, 12.0, seed=5, num_buckets=3, curriculum=Curriculum([[1, median]]))
+    first = [[c.id for c in b] for b in sampler]
+    assert {i for b in first for i in b} == {c.id for c in cuts if c.duration <= median}
+    sampler.set_epoch(1)
+    assert sorted(c.id for b in sampler for c in b) == sorted(c.id for c in cuts)
+    sampler.set_epoch(0)
+    stream = iter(sampler)
+    next(stream)
+    resumed = make_sampler(cuts, 12.0, seed=5, num_buckets=3, curriculum=Curriculum([[1, median]]))
+    resumed.load_state_dict(json.loads(json.dumps(sampler.state_dict())))
+    assert [[c.id for c in b] for b in resumed] == first[1:]
 
 
 TOKEN_PLAN = """

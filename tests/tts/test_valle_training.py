@@ -9,12 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from lhotse import CutSet
 
 from tests.support import corpus_data as data
-from tests.support import accelerate_launch, launch_two_ranks, snippet, synthesize_documented, weights
+from tests.support import accelerate_launch, launch_two_ranks, resumed_like_unbroken, snippet, synthesize_documented, \
+    weights
 from tts.models.base import GenerationRequest
 from tts.models.sampling import SamplingConfig, length_limits
 from tts.release import ReleaseError, export_runs, load_token_model
@@ -104,17 +106,23 @@ def test_exact_resume_with_accumulation(built, tmp_path):
     cuts, symbols, codec = data(built)
     config = tiny(symbols, "train.max_duration=8", "train.grad_accumulation=2", "train.max_steps=6",
                   "train.checkpoint_every=3", "train.warmup_steps=2")
-    unbroken = TokenTrainer(config, cuts, symbols, tmp_path / "a", codec=str(codec))
-    unbroken.train()
-    first = TokenTrainer(config, cuts, symbols, tmp_path / "b", codec=str(codec))
-    first.train(stop_after=3)
-    assert [p.name for p in first.store.list()] == ["step-00000003"]
-    resumed = TokenTrainer(config, cuts, symbols, tmp_path / "b", codec=str(codec))
-    assert resumed.resume() and resumed.step == 3
-    resumed.train()
-    a, b = weights(unbroken), weights(resumed)
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    unbroken, resumed = resumed_like_unbroken(config, cuts, symbols, codec, tmp_path)
     assert resumed.scheduler.get_last_lr() == unbroken.scheduler.get_last_lr()
+
+
+def test_curriculum_run_resumes_exactly(built, tmp_path):
+    """A run whose first epoch takes only the cuts up to the median length, stopped mid-epoch and resumed, ends with
+    the weights of an unbroken one; its first batches hold only short cuts."""
+    cuts, symbols, codec = data(built)
+    median = float(np.median([c.duration for c in cuts]))
+    config = tiny(symbols, "train.max_duration=6", "train.max_steps=6", "train.checkpoint_every=3",
+                  f"train.curriculum=[[1, {median}]]")
+    assert config.curriculum == ((1, median),)
+    fresh = TokenTrainer(config, cuts, symbols, tmp_path / "fresh", codec=str(codec))
+    assert all(c.duration <= median for c in next(iter(fresh.sampler)))
+    resumed_like_unbroken(config, cuts, symbols, codec, tmp_path)
+    with pytest.raises(ValueError, match=r"train.curriculum must be a list of \[epochs, max_seconds\] pairs"):
+        tiny(symbols, "train.curriculum=[[0, 3]]")
 
 
 def test_nonfinite_losses_are_skipped_then_stop(built, tmp_path, monkeypatch):

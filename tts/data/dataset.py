@@ -185,28 +185,87 @@ def stored_durations(cut, num_tokens: int, num_frames: int) -> Optional[torch.Te
 
 
 def make_sampler(cuts, max_duration: float, shuffle: bool = True, seed: int = 0, world_size: int = 1,
-                 rank: int = 0, num_buckets: int = 10, drop_last: bool = False):
+                 rank: int = 0, num_buckets: int = 10, drop_last: bool = False,
+                 curriculum: Optional[Curriculum] = None):
     """Duration-bucketed dynamic batches of at most ``max_duration`` seconds; each rank gets its own share.
 
     Fewer than 8 cuts (or ``num_buckets`` < 2) get plain dynamic batches: there is nothing to bucket, and Lhotse's
     bucketing needs two buckets at least. Its ``state_dict()`` goes into training checkpoints so a resumed run
-    continues mid-epoch. The cuts of a training pack (``toolkit.pack``) get its ``PackSampler``, alike.
+    continues mid-epoch. The cuts of a training pack (``toolkit.pack``) get its ``PackSampler``, alike. A
+    ``curriculum`` decides, epoch by epoch, which cuts are drawn (``Curriculum``).
     """
     if is_pack_data(cuts):
-        return PackSampler(cuts, max_duration=max_duration, shuffle=shuffle, seed=seed, num_buckets=num_buckets,
-                           world_size=world_size, rank=rank)
+        sampler = PackSampler(cuts, max_duration=max_duration, shuffle=shuffle, seed=seed, num_buckets=num_buckets,
+                              world_size=world_size, rank=rank)
+        if curriculum is not None:
+            sampler.filter(curriculum)
+            curriculum.sampler = sampler
+        return sampler
+    from lhotse import CutSet
     from lhotse.dataset import DynamicBucketingSampler, DynamicCutSampler
+    from lhotse.lazy import LazyFilter
 
     if not per_rank_stream(cuts):  # counting a lazy manifest reads its lines once; a Shar stream would read its tars
         num_buckets = min(num_buckets, math.ceil(len(cuts) / 4))
+    if curriculum is not None:
+        cuts = CutSet(LazyFilter(cuts, curriculum))  # read anew in every epoch
     if num_buckets < 2:
-        return DynamicCutSampler(cuts, max_duration=max_duration, shuffle=shuffle, seed=seed, world_size=world_size,
-                                 rank=rank, drop_last=drop_last)
-    try:
-        return DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=shuffle, seed=seed,
-                                       num_buckets=num_buckets, world_size=world_size, rank=rank, drop_last=drop_last)
-    except AssertionError as err:  # Lhotse's check of a stream too short for its buckets: the user's input
-        raise ValueError(f"{err} (lower train.num_buckets)") from None
+        sampler = DynamicCutSampler(cuts, max_duration=max_duration, shuffle=shuffle, seed=seed,
+                                    world_size=world_size, rank=rank, drop_last=drop_last)
+    else:
+        try:
+            sampler = DynamicBucketingSampler(cuts, max_duration=max_duration, shuffle=shuffle, seed=seed,
+                                              num_buckets=num_buckets, world_size=world_size, rank=rank,
+                                              drop_last=drop_last)
+        except AssertionError as err:  # Lhotse's check of a stream too short for its buckets: the user's input
+            raise ValueError(f"{err} (lower train.num_buckets)") from None
+    if curriculum is not None:
+        curriculum.sampler = sampler
+    return sampler
+
+
+class Curriculum:
+    """A short-utterance curriculum: the first epochs of a training sampler draw only the shorter cuts.
+
+    ``stages``: ``(epochs, max_seconds)`` pairs in order. Epoch ``e`` belongs to the first stage whose epochs, with
+    those of the stages before it, exceed ``e``, and takes only the cuts of at most that stage's seconds; after the
+    last stage, every cut. An epoch of short cuts is shorter, so a stage ends sooner than a full epoch would.
+    ``make_sampler(curriculum=...)`` applies it to the cuts the sampler reads (for Lhotse's samplers a lazy filter
+    of the cuts, not ``CutSampler.filter``, whose rejected cuts are counted as batches that a restored sampler would
+    then skip; for a pack's sampler its ``filter``) and sets ``sampler``. It reads the sampler's epoch, which the
+    sampler's state holds, so a resumed run draws the batches an unbroken one does. Without a sampler yet (Lhotse's
+    duration bins are estimated when the sampler is made) it passes every cut.
+    """
+
+    def __init__(self, stages):
+        self.stages, self.sampler = check_curriculum(stages), None
+
+    def limit(self, epoch: int) -> Optional[float]:
+        """The longest cut epoch ``epoch`` takes (None: any)."""
+        end = 0
+        for epochs, seconds in self.stages:
+            end += epochs
+            if epoch < end:
+                return seconds
+        return None
+
+    def __call__(self, cut) -> bool:
+        limit = None if self.sampler is None else self.limit(self.sampler.epoch)
+        return limit is None or cut.duration <= limit
+
+
+def check_curriculum(stages, where: str = "train.curriculum") -> tuple:
+    """``stages`` as a tuple of ``(epochs, max_seconds)``; a ``ValueError`` naming ``where`` unless each is a pair of a
+    positive int and a positive number."""
+    pairs = []
+    for stage in stages or ():
+        if not (isinstance(stage, (list, tuple)) and len(stage) == 2 and isinstance(stage[0], int)
+                and not isinstance(stage[0], bool) and stage[0] >= 1 and isinstance(stage[1], (int, float))
+                and not isinstance(stage[1], bool) and stage[1] > 0):
+            raise ValueError(f"{where} must be a list of [epochs, max_seconds] pairs (a positive int and a positive "
+                             f"number), got {stages!r}")
+        pairs.append((stage[0], float(stage[1])))
+    return tuple(pairs)
 
 
 def per_rank_stream(cuts) -> bool:
