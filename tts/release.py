@@ -59,6 +59,11 @@ def weights_sha256(codec_path: PathLike) -> Optional[str]:
     return sha256(path) if path.is_file() else None
 
 
+def bundled_release(model_type: str) -> Path:
+    """The folder of the bundled release of ``model_type`` (it may be missing from an installation)."""
+    return BUNDLED_MODELS / f"{model_type}-mini"
+
+
 def codec_source(codec: str, codec_files: Optional[PathLike] = None) -> Path:
     """Where the files of a token run's codec are: ``codec_files`` when given (a training pack's copy), the bundled
     codec's folder for ``"bundled"``, else ``codec`` itself (a release directory or an official checkpoint)."""

@@ -25,7 +25,8 @@ from toolkit.errors import InputError
 from tts.models.base import GenerationRequest
 from tts.models.registry import MODELS
 from tts.models.sampling import SamplingConfig
-from tts.release import BUNDLED_MODELS, Release, ReleaseError, load_token_model, weights_sha256
+from tts.release import BUNDLED_MODELS  # noqa: F401  (re-exported: callers find the bundled releases here)
+from tts.release import Release, ReleaseError, bundled_release, load_token_model, weights_sha256
 from tts.text.phonemize import WORD_BOUNDARY, TextError, build_phonemizer, is_phone
 
 PathLike = Union[str, os.PathLike]
@@ -216,7 +217,7 @@ class Synthesizer:
         if model is not None and model not in MODEL_TYPES:
             raise SynthesisError(f"unknown model {model!r} (expected one of {', '.join(MODEL_TYPES)})")
         if checkpoint is None:
-            checkpoint = BUNDLED_MODELS / f"{model}-mini"
+            checkpoint = bundled_release(model)
             if not checkpoint.is_dir():
                 raise SynthesisError(f"this installation has no bundled {model} model ({checkpoint} is missing); "
                                      f"pass --checkpoint with a release directory")

@@ -284,9 +284,9 @@ class TokenTrainer(Trainer):
         ``<out>/init_from.json``); a ``ValueError`` says why a release cannot start this run.
         """
         from toolkit.weights import load_strict
-        from tts.release import BUNDLED_MODELS, codec_source, load_token_model, weights_sha256
+        from tts.release import bundled_release, codec_source, load_token_model, weights_sha256
 
-        path = BUNDLED_MODELS / f"{self.config.model_type}-mini" if str(source) == "bundled" else Path(source)
+        path = bundled_release(self.config.model_type) if str(source) == "bundled" else Path(source)
         release = load_token_model(path)
         if release.model_type != self.config.model_type:
             raise ValueError(f"{path} holds a {release.model_type} model; this run trains {self.config.model_type}")
