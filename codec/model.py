@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -113,9 +113,15 @@ class LanguageCodec(nn.Module):
 
         Runs the same quantizer routine as ``forward`` (in eval mode), so the codes are the ones training sees.
         """
+        return self.encode_with_latent(wav, num_quantizers)[0]
+
+    def encode_with_latent(self, wav: torch.Tensor,
+                           num_quantizers: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``encode``'s codes together with the encoder's latent ``[B, D, T]`` they quantize, from one encoder pass
+        (``decode_latent(latent)`` is then the unquantized reconstruction)."""
         with torch.inference_mode(), _eval(self):
-            wav = self._check_wav(wav)
-            return self.quantizer(self.encode_latent(wav), num_quantizers or self.num_codebooks).codes
+            latent = self.encode_latent(self._check_wav(wav))
+            return self.quantizer(latent, num_quantizers or self.num_codebooks).codes, latent
 
     def encode_latent(self, wav: torch.Tensor) -> torch.Tensor:
         """Encoder output ``[B, D, T]`` for ``[B, 1, L]``.

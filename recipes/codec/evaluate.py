@@ -40,13 +40,13 @@ def evaluate(codec: LanguageCodec, clips, codebooks=(4, 8), vuv: bool = True, sc
     sr = codec.sample_rate
     for path in tqdm(clips, desc="clips", unit="clip"):
         wav = load_audio(path, sr)
-        codes = codec.encode(wav[None])
+        codes, latent = codec.encode_with_latent(wav[None])
         text = (transcripts or {}).get(Path(path).name)
         original_wer = None
         if scorer is not None and text is not None:
             original_wer = word_error_rate(text, scorer.transcribe(wav.numpy(), sr))
         for k in results:
-            decoded = codec.autoencode(wav[None]) if k == "unquantized" else codec.decode(codes[:, :k])
+            decoded = codec.decode_latent(latent) if k == "unquantized" else codec.decode(codes[:, :k])
             out = decoded[0, 0, : wav.numel()]
             row = reconstruction_metrics(wav, out, sr, vuv=vuv)
             if scorer is not None:

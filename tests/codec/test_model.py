@@ -59,6 +59,8 @@ def test_autoencode_decodes_the_latent_without_quantization(tiny_codec):
     out = tiny_codec.autoencode(wav)
     assert out.shape == (2, 1, 9600) and torch.allclose(out, expected, atol=1e-5)
     assert not torch.allclose(out, tiny_codec.decode(tiny_codec.encode(wav)), atol=1e-3)  # quantization costs
+    codes, latent = tiny_codec.encode_with_latent(wav)
+    assert torch.equal(codes, tiny_codec.encode(wav)) and torch.allclose(tiny_codec.decode_latent(latent), out)
 
 
 def test_training_output_and_gradients():
