@@ -62,6 +62,11 @@ class TrainConfig(RunConfig):
     # [[n_fft, hop, n_mels], ...] of the mel loss, averaged (codec.losses.MultiScaleMelLoss); null: the one Vocos
     # scale, [[1024, 256, 100]]
     mel_scales: Optional[list] = None
+    # seconds: the discriminators (and the generator's adversarial and feature-matching losses) see one random window
+    # this long of each crop, the same window of the real and the generated crop; the mel loss still covers the whole
+    # crop. null: the whole crop. HiFi-GAN and DAC judge segments of about 0.35 s; the discriminators are most of an
+    # adversarial step's cost on CPU (docs/speed.md) and it scales with their input's length.
+    discriminator_seconds: Optional[float] = None
 
     FIELDS = {
         **LOOP_FIELDS, "batch_size": "positive int", "segment_seconds": "positive number",
@@ -89,6 +94,11 @@ class TrainConfig(RunConfig):
                 for s in scales)):
             raise ValueError(f"train.mel_scales must be null or a list of [n_fft, hop, n_mels] positive ints with "
                              f"hop <= n_fft, got {scales!r}")
+        window = self.discriminator_seconds
+        if window is not None and not (isinstance(window, (int, float)) and not isinstance(window, bool)
+                                       and 0 < window <= self.segment_seconds):
+            raise ValueError(f"train.discriminator_seconds must be null or a number in (0, segment_seconds = "
+                             f"{self.segment_seconds}], got {window!r}")
 
 
 
@@ -150,6 +160,11 @@ class CodecTrainer(Trainer):
             train_cuts = repeat_cuts(train_cuts, config.repeat_factors)
         self.sampler = clip_sampler(train_cuts, config.batch_size, config.seed, world, rank)
         segment = int(config.segment_seconds * config.codec.sample_rate)
+        widest = max((n for n, _ in config.discriminators.resolutions), default=0)
+        widest = max((widest, *config.discriminators.band_windows))
+        if self._window_samples() is not None and self._window_samples() < min(widest, segment):
+            raise ValueError(f"train.discriminator_seconds = {config.discriminator_seconds} is shorter than the "
+                             f"discriminators' widest STFT window ({widest} samples)")
         dataset = AudioCropDataset(segment, sample_rate=config.codec.sample_rate,
                                    noise_db=tuple(config.noise_floor_db) if config.noise_floor_db else None)
         self.loader = torch.utils.data.DataLoader(dataset,
@@ -170,12 +185,29 @@ class CodecTrainer(Trainer):
 
     # The step ---------------------------------------------------------------------------------------------------
 
-    def _choices(self):
-        """Quantizer count and AdaLN row of this step, equal on every rank and reproducible on resume."""
+    def _choices(self, batch: int = 0, length: int = 0):
+        """Quantizer count, AdaLN row and the start of each crop's discriminator window (``None``: whole crops) of
+        this step, equal on every rank and reproducible on resume."""
         g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
         options = self.config.codec.quantizer.train_num_quantizers
         n_q = options[int(torch.randint(0, len(options), (1,), generator=g))]
-        return n_q, int(torch.randint(0, self.config.codec.decoder.num_bandwidths, (1,), generator=g))
+        bandwidth = int(torch.randint(0, self.config.codec.decoder.num_bandwidths, (1,), generator=g))
+        window = self._window_samples()
+        starts = None
+        if window is not None and window < length:
+            starts = torch.randint(0, length - window + 1, (batch,), generator=g)
+        return n_q, bandwidth, starts
+
+    def _window_samples(self) -> Optional[int]:
+        seconds = self.config.discriminator_seconds
+        return None if seconds is None else round(seconds * self.config.codec.sample_rate)
+
+    def _judged(self, x: torch.Tensor, starts: Optional[torch.Tensor]) -> torch.Tensor:
+        """What the discriminators see of crops ``[B, 1, L]``: all of them, or each one's window from ``starts``."""
+        if starts is None:
+            return x
+        index = starts.to(x.device)[:, None, None] + torch.arange(self._window_samples(), device=x.device)
+        return x.gather(-1, index)
 
     def _all_finite(self, loss: torch.Tensor) -> bool:
         return agree_finite(self.acc, loss)
@@ -195,7 +227,7 @@ class CodecTrainer(Trainer):
         w = self.config.losses
         wav = wav[0] if isinstance(wav, (list, tuple)) else wav
         wav = wav.to(self.acc.device).unsqueeze(1)
-        n_q, bandwidth = self._choices()
+        n_q, bandwidth, starts = self._choices(wav.shape[0], wav.shape[-1])
         adversarial = self.step >= self.config.reconstruction_only_steps
         logs: Dict[str, float] = {"num_quantizers": n_q}
         with self.acc.autocast():
@@ -204,7 +236,8 @@ class CodecTrainer(Trainer):
         skipped = False
         if adversarial:
             with self.acc.autocast():
-                real, fake = _split(self.discs(torch.cat([wav, audio.detach()])), wav.shape[0])
+                judged = torch.cat([self._judged(wav, starts), self._judged(audio.detach(), starts)])
+                real, fake = _split(self.discs(judged), wav.shape[0])
                 loss_d = discriminator_loss(real, fake)
             if self._all_finite(loss_d):
                 logs["grad_norm_d"] = self._update(loss_d, self.discs, self.opt_d) or 0.0
@@ -222,8 +255,8 @@ class CodecTrainer(Trainer):
                     # The real crops' features are targets only: computed without a graph, so the backward pass
                     # runs through the generated half alone (the same values as one pass over both halves).
                     with torch.no_grad():
-                        real = self.discs(wav)
-                    fake = self.discs(audio)
+                        real = self.discs(self._judged(wav, starts))
+                    fake = self.discs(self._judged(audio, starts))
                     adv, fm = generator_adversarial_loss(fake), feature_matching_loss(real, fake)
                 loss_g = loss_g + w.adversarial * adv + w.feature_matching * fm
                 logs.update(adversarial=adv.item(), feature_matching=fm.item())

@@ -338,6 +338,39 @@ def test_mel_scales_config(cuts, tmp_path):
             tiny_config(mel_scales=bad)
 
 
+def test_discriminators_judge_random_windows(cuts, tmp_path):
+    """``train.discriminator_seconds``: the discriminators see one window of each crop, the same of the real and the
+    generated crop, drawn anew each step; null keeps the whole crops."""
+    seen = []
+    trainer = CodecTrainer(tiny_config(max_steps=2, reconstruction_only_steps=0, discriminator_seconds=0.1), cuts,
+                           tmp_path / "a")
+    trainer.discs.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    batches = trainer.batches()
+    crops = [next(batches) for _ in range(2)]
+    for crop in crops:
+        trainer.train_step(crop)
+    window = 2400  # 0.1 s at 24 kHz
+    assert [tuple(x.shape) for x in seen] == [(2 * len(crops[0]), 1, window), (len(crops[0]), 1, window),
+                                              (len(crops[0]), 1, window)] * 2
+    for step, crop in enumerate(crops):
+        d_pass, real = seen[3 * step], seen[3 * step + 1]
+        assert torch.equal(d_pass[: len(crop)], real)  # the discriminator update and the generator's see one window
+        starts = [next(s for s in range(crop.shape[-1] - window + 1) if torch.equal(crop[b, s: s + window], real[b, 0]))
+                  for b in range(len(crop))]
+        assert len(set(starts)) > 1  # a window per crop
+    assert not torch.equal(seen[1], seen[4])
+    whole = CodecTrainer(tiny_config(max_steps=1, reconstruction_only_steps=0), cuts, tmp_path / "b")
+    seen.clear()
+    whole.discs.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    whole.train_step(crops[0])
+    assert seen[1].shape[-1] == crops[0].shape[-1]
+    for bad in ("0", "-0.5", "5.0", "true"):
+        with pytest.raises(ValueError, match="discriminator_seconds"):
+            tiny_config(discriminator_seconds=bad)
+    with pytest.raises(ValueError, match="widest STFT window"):
+        CodecTrainer(tiny_config(discriminator_seconds=0.01), cuts, tmp_path / "c")
+
+
 def test_repeat_factors_weight_speakers(cuts, tmp_path):
     """``train.repeat_factors`` repeats (or drops) cuts by speaker pattern in every epoch; the rest appear once."""
     from lhotse import SupervisionSegment
