@@ -7,6 +7,17 @@ Cuts with stored durations (the exact timings of synthetic espeak-ng speech) kee
 of each such cut is compared with them, and the mean boundary error in frames (where each phone ends) is reported,
 beside that of uniform durations (each phone of an utterance as long as the others), the baseline it is read against.
 The other cuts get the aligner's durations in ``supervision.custom["durations"]`` with ``durations_source: aligner``.
+
+With ``--durations-from`` instead of ``--release``, the durations come from a labelled manifest of the same utterances
+tokenized with another codec (durations are of the audio, in frames at the codec's 75 Hz), matched by cut id. So an
+aligner trained on one codec's codes labels a corpus once, and the durations follow it to every later codec::
+
+    python recipes/aligner/label.py --durations-from data/mini/cuts_train.dur.jsonl.gz \
+        --cuts data/mini_v2/cuts_train.jsonl.gz --out data/mini_v2/cuts_train.dur.jsonl.gz
+
+A copied duration list must fit the cut (one per phoneme token, summing to its frames); cuts it does not fit, or that
+the other manifest lacks, stay without and are counted.
+
 Prints a JSON summary; the output manifest is written whole or not at all.
 """
 
@@ -19,7 +30,7 @@ from lhotse import CutSet, load_manifest_lazy
 
 from toolkit.files import atomic_path
 from toolkit.runs import run_cli
-from tts.data.dataset import cut_codes, stored_durations
+from tts.data.dataset import cut_codes, fitting_durations, stored_durations
 from tts.models.aligner import boundary_error, uniform_durations
 from tts.release import load_token_model
 from tts.text import is_phone
@@ -77,16 +88,56 @@ def label(release_dir: Path, cuts_path: Path, out: Path, batch_size: int = 16) -
             "phones_compared": compared}
 
 
+def transfer(source: Path, cuts_path: Path, out: Path) -> dict:
+    """Copy ``source``'s stored durations to the cuts of ``cuts_path`` that have none, by cut id (see the module's
+    docstring). Only the durations of the cuts that need them are held in memory, as their text."""
+    needed = set()
+    for cut in load_manifest_lazy(cuts_path):
+        if not (cut.supervisions[0].custom or {}).get("durations"):
+            needed.add(cut.id)
+    found = {}
+    for cut in load_manifest_lazy(source):
+        custom = cut.supervisions[0].custom or {}
+        if cut.id in needed and custom.get("durations"):
+            found[cut.id] = (custom["durations"], custom.get("durations_source"))
+    copied, kept, missing, misfit = 0, 0, 0, 0
+    with atomic_path(out) as tmp, CutSet.open_writer(str(tmp)) as writer:
+        for cut in load_manifest_lazy(cuts_path):
+            sup = cut.supervisions[0]
+            if cut.id not in needed:
+                kept += 1
+            elif cut.id not in found:
+                missing += 1
+            else:
+                durations, origin = found[cut.id]
+                tokens = len(sup.custom["phonemes"].split(" "))
+                if fitting_durations(durations, tokens, cut_codes(cut).shape[0]) is None:
+                    misfit += 1
+                else:
+                    sup.custom.update(durations=durations, **({"durations_source": origin} if origin else {}))
+                    copied += 1
+            writer.write(cut)
+    return {"copied": copied, "kept_own": kept, "missing": missing, "misfit": misfit}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--release", type=Path, required=True, help="an aligner release (recipes/aligner/train.py)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--release", type=Path, help="an aligner release (recipes/aligner/train.py)")
+    source.add_argument("--durations-from", type=Path, help="a labelled manifest of the same utterances (another "
+                        "codec's codes): copy its durations by cut id instead of running an aligner")
     parser.add_argument("--cuts", type=Path, required=True, help="tokenized cuts")
     parser.add_argument("--out", type=Path, required=True, help="the labelled manifest")
     parser.add_argument("--batch-size", type=int, default=16)
     args = parser.parse_args()
     if not args.cuts.is_file():
         raise ValueError(f"no cuts at {args.cuts}")
-    print(json.dumps(label(args.release, args.cuts, args.out, args.batch_size), indent=1))
+    if args.durations_from is not None:
+        if not args.durations_from.is_file():
+            raise ValueError(f"no cuts at {args.durations_from}")
+        print(json.dumps(transfer(args.durations_from, args.cuts, args.out), indent=1))
+    else:
+        print(json.dumps(label(args.release, args.cuts, args.out, args.batch_size), indent=1))
 
 
 if __name__ == "__main__":

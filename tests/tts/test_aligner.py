@@ -158,3 +158,54 @@ def test_aligner_stage_learns_exact_durations_and_labels_the_rest(built, tmp_pat
         sup = cut.supervisions[0]
         frames = [int(f) for f in sup.custom["durations"].split(" ")]
         assert len(frames) == len(sup.custom["phonemes"].split(" ")) and sum(frames) == cut_codes(cut).shape[0]
+
+
+def test_label_copies_durations_from_another_codecs_manifest(built, tmp_path):
+    """``label.py --durations-from``: cuts without durations get those of the same cut id in a labelled manifest when
+    they fit (one per token, summing to the cut's frames); the rest stay without and are counted."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.support import corpus_data as data
+    from tts.data.dataset import cut_codes, stored_durations
+
+    cuts, _, _ = data(built)
+    timed = [c for c in cuts if c.supervisions[0].custom.get("durations")][:6]
+    assert len(timed) == 6
+    CutSet.from_cuts(timed[1:]).to_file(tmp_path / "source.jsonl.gz")  # the first is missing there
+    for cut in timed[1:5]:
+        del cut.supervisions[0].custom["durations"]
+    sup = timed[2].supervisions[0]
+    sup.custom["phonemes"] += " " + sup.custom["phonemes"].split(" ")[-1]  # another token count: does not fit
+    target = tmp_path / "target.jsonl.gz"
+    CutSet.from_cuts(timed[:5]).to_file(target)
+    del timed[0].supervisions[0].custom["durations"]
+    CutSet.from_cuts(timed[:1]).to_file(tmp_path / "missing.jsonl.gz")
+    out = tmp_path / "out.jsonl.gz"
+    script = Path(__file__).resolve().parents[2] / "recipes" / "aligner" / "label.py"
+
+    def label(*args):
+        return subprocess.run([sys.executable, str(script), *map(str, args)], capture_output=True, text=True,
+                              timeout=120)
+
+    proc = label("--durations-from", tmp_path / "source.jsonl.gz", "--cuts", target, "--out", out)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout) == {"copied": 3, "kept_own": 1, "missing": 0, "misfit": 1}
+    labelled = {c.id: c for c in CutSet.from_file(out)}
+    assert list(labelled) == [c.id for c in timed[:5]]
+    source = {c.id: c for c in CutSet.from_file(tmp_path / "source.jsonl.gz")}
+    for cut in timed[1:5]:
+        mine = labelled[cut.id].supervisions[0].custom
+        if cut is timed[2]:
+            assert "durations" not in mine
+        else:
+            assert mine["durations"] == source[cut.id].supervisions[0].custom["durations"]
+            assert stored_durations(labelled[cut.id], len(mine["phonemes"].split(" ")),
+                                    cut_codes(labelled[cut.id]).shape[0]) is not None
+    proc = label("--durations-from", tmp_path / "source.jsonl.gz", "--cuts", tmp_path / "missing.jsonl.gz", "--out",
+                 out)
+    assert proc.returncode == 0 and json.loads(proc.stdout)["missing"] == 1
+    proc = label("--durations-from", tmp_path / "nowhere.jsonl.gz", "--cuts", target, "--out", tmp_path / "no.jsonl.gz")
+    assert proc.returncode == 1 and "no cuts at" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "no.jsonl.gz").exists()

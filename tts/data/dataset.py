@@ -175,7 +175,12 @@ class PromptPool:
 def stored_durations(cut, num_tokens: int, num_frames: int) -> Optional[torch.Tensor]:
     """A cut's stored frames per phoneme token, or None when it has none or they do not fit its phonemes and codes
     (durations from another frontend or frame rate)."""
-    text = (cut.supervisions[0].custom or {}).get("durations")
+    return fitting_durations((cut.supervisions[0].custom or {}).get("durations"), num_tokens, num_frames)
+
+
+def fitting_durations(text: Optional[str], num_tokens: int, num_frames: int) -> Optional[torch.Tensor]:
+    """Durations stored as text (frames per token, space-separated), or None when there are none or they do not fit
+    ``num_tokens`` tokens over ``num_frames`` frames."""
     if not text:
         return None
     frames = torch.tensor([int(f) for f in text.split(" ")], dtype=torch.long)
