@@ -90,23 +90,31 @@ class LanguageCodec(nn.Module):
     # Core ---------------------------------------------------------------------------------------------------------
 
     def forward(self, wav: torch.Tensor, bandwidth_id: Optional[Union[int, torch.Tensor]] = None,
-                num_quantizers: Optional[int] = None) -> CodecOutput:
+                num_quantizers: Optional[int] = None, quantize: bool = True) -> CodecOutput:
         """Encode, quantize and decode.
 
         Args:
             wav: ``[B, L]`` or ``[B, 1, L]`` at ``sample_rate``.
             bandwidth_id: AdaLayerNorm row; default: uniform random in training (as the official training), 0 in eval.
             num_quantizers: default: a random choice from ``train_num_quantizers`` in training, all in eval.
+            quantize: False decodes the encoder's latent itself (a continuous warm-up of training): the quantizer is
+                not called, so its codebooks neither update nor initialize; ``codes`` is then ``[B, 0, T]`` and the
+                commitment loss zero.
         """
         wav = self._check_wav(wav)
         latent = self.encode_latent(wav)
-        q: QuantizerOutput = self.quantizer(latent, num_quantizers)
+        if quantize:
+            q: QuantizerOutput = self.quantizer(latent, num_quantizers)
+            quantized, codes, commit_loss = q.quantized, q.codes, q.commit_loss
+        else:
+            quantized, commit_loss = latent, latent.new_zeros(())
+            codes = torch.zeros(latent.shape[0], 0, latent.shape[-1], dtype=torch.long, device=latent.device)
         if bandwidth_id is None and self.training:
             bandwidth_id = int(torch.randint(0, self.config.decoder.num_bandwidths, (1,)).item())
         bw = self._bandwidth(0 if bandwidth_id is None else bandwidth_id)
-        audio = self.head(self.backbone(q.quantized, bw)).unsqueeze(1)
-        return CodecOutput(audio=audio, codes=q.codes, commit_loss=q.commit_loss, latent=latent,
-                           quantized=q.quantized, bandwidth_id=bw)
+        audio = self.head(self.backbone(quantized, bw)).unsqueeze(1)
+        return CodecOutput(audio=audio, codes=codes, commit_loss=commit_loss, latent=latent,
+                           quantized=quantized, bandwidth_id=bw)
 
     def encode(self, wav: torch.Tensor, num_quantizers: Optional[int] = None) -> torch.Tensor:
         """Waveform ``[B, L]`` or ``[B, 1, L]`` -> codes ``LongTensor[B, K, ceil(L / hop)]``.

@@ -54,6 +54,9 @@ class TrainConfig(RunConfig):
     segment_seconds: float = 1.0
     lr_warmup_steps: int = 0
     reconstruction_only_steps: int = 0
+    # the first steps of a run decode the encoder's latent unquantized ("continuous first, discrete later"); the
+    # quantizer's k-means then initializes its codebooks from the trained latents at the switch
+    continuous_steps: int = 0
     grad_clip: float = 10.0
     validation_clips: int = 4
     noise_floor_db: Optional[tuple] = None
@@ -71,6 +74,7 @@ class TrainConfig(RunConfig):
     FIELDS = {
         **LOOP_FIELDS, "batch_size": "positive int", "segment_seconds": "positive number",
         "lr_warmup_steps": "int >= 0", "reconstruction_only_steps": "int >= 0", "validation_clips": "int >= 0",
+        "continuous_steps": "int >= 0",
     }
 
     def __post_init__(self):
@@ -229,9 +233,10 @@ class CodecTrainer(Trainer):
         wav = wav.to(self.acc.device).unsqueeze(1)
         n_q, bandwidth, starts = self._choices(wav.shape[0], wav.shape[-1])
         adversarial = self.step >= self.config.reconstruction_only_steps
-        logs: Dict[str, float] = {"num_quantizers": n_q}
+        continuous = self.continuous
+        logs: Dict[str, float] = {"num_quantizers": 0 if continuous else n_q}
         with self.acc.autocast():
-            out = self.model(wav, bandwidth_id=bandwidth, num_quantizers=n_q)
+            out = self.model(wav, bandwidth_id=bandwidth, num_quantizers=n_q, quantize=not continuous)
         audio = out.audio[..., : wav.shape[-1]].float()  # decoded length is whole frames
         skipped = False
         if adversarial:
@@ -272,6 +277,11 @@ class CodecTrainer(Trainer):
         logs["skipped"] = float(skipped)
         logs["lr"] = self.sched_g.get_last_lr()[0]
         return logs
+
+    @property
+    def continuous(self) -> bool:
+        """Whether this step is in the continuous warm-up (``train.continuous_steps``)."""
+        return self.step < self.config.continuous_steps
 
     def amount(self, wav: torch.Tensor) -> float:
         return wav.numel() / self.config.codec.sample_rate
@@ -340,7 +350,8 @@ class CodecTrainer(Trainer):
 
     @torch.no_grad()
     def validate(self) -> Dict[str, float]:
-        """Mel distance (and PESQ / STOI when installed) at 8 and 4 codebooks on the first validation clips."""
+        """Mel distance (and PESQ / STOI when installed) at 8 and 4 codebooks on the first validation clips; before
+        the codebooks are initialized (the continuous warm-up), of the unquantized reconstruction (``_unquantized``)."""
         from toolkit.metrics import mean_scores
 
         from .metrics import reconstruction_metrics
@@ -353,11 +364,18 @@ class CodecTrainer(Trainer):
             for cut in itertools.islice(self.valid_cuts, self.config.validation_clips):
                 cut = cut.resample(codec.sample_rate) if cut.sampling_rate != codec.sample_rate else cut
                 clips.append(torch.from_numpy(cut.load_audio().mean(axis=0)[: 10 * codec.sample_rate]))
-            for k in sorted({codec.num_codebooks, min(4, codec.num_codebooks)}):
-                scores = [reconstruction_metrics(wav, codec.decode(codec.encode(wav[None].to(self.acc.device), k))
-                                                 [0, 0, : wav.numel()].cpu(), codec.sample_rate) for wav in clips]
+            # empty codebooks (the continuous warm-up; initialized at the first quantized step) have no codes to score
+            empty = not any(bool(layer.codebook.inited.item()) for layer in codec.quantizer.layers)
+            settings = ["unquantized"] if empty else sorted({codec.num_codebooks, min(4, codec.num_codebooks)})
+            for k in settings:
+                scores = []
+                for wav in clips:
+                    wav_in = wav[None].to(self.acc.device)
+                    out = codec.autoencode(wav_in) if k == "unquantized" else codec.decode(codec.encode(wav_in, k))
+                    scores.append(reconstruction_metrics(wav, out[0, 0, : wav.numel()].cpu(), codec.sample_rate))
+                suffix = k if k == "unquantized" else f"{k}cb"
                 for name, value in mean_scores(scores).items():
-                    results[f"valid/{name}_{k}cb"] = value
+                    results[f"valid/{name}_{suffix}"] = value
             codec.train()
             self.log(results)
             self._log_audio(codec, clips[:1])

@@ -338,6 +338,34 @@ def test_mel_scales_config(cuts, tmp_path):
             tiny_config(mel_scales=bad)
 
 
+def test_continuous_warm_up_then_quantized(cuts, tmp_path):
+    """``train.continuous_steps``: the first steps decode the encoder's latent unquantized (no commitment loss, the
+    codebooks untouched and uninitialized; validation scores the unquantized reconstruction); the step after, the
+    quantizer initializes from the trained encoder's latents and training goes on quantized."""
+    trainer = CodecTrainer(tiny_config(max_steps=4, continuous_steps=2, reconstruction_only_steps=100,
+                                       validate_every=1000, checkpoint_every=1000), cuts, tmp_path, valid_cuts=cuts)
+    inited = lambda: [float(layer.codebook.inited) for layer in trainer.codec.quantizer.layers]  # noqa: E731
+    batches = trainer.batches()
+    for _ in range(2):
+        logs = trainer.train_step(next(batches))
+        assert logs["commit"] == 0.0 and logs["num_quantizers"] == 0 and logs["mel"] > 0
+    assert set(inited()) == {0.0}
+    valid = trainer.validate()
+    assert {k for k in valid if k.startswith("valid/mel_distance")} == {"valid/mel_distance_unquantized"}
+    logs = trainer.train_step(next(batches))
+    assert logs["num_quantizers"] > 0 and logs["commit"] > 0 and 1.0 in inited()
+    valid = trainer.validate()
+    assert {k for k in valid if k.startswith("valid/mel_distance")} == {"valid/mel_distance_4cb",
+                                                                     "valid/mel_distance_8cb"}
+    wav = next(batches)[:, None]
+    codec = trainer.codec.eval()
+    out = codec(wav, bandwidth_id=0, quantize=False)
+    assert out.codes.shape == (wav.shape[0], 0, out.latent.shape[-1]) and float(out.commit_loss) == 0.0
+    assert torch.allclose(out.audio, codec.autoencode(wav), atol=1e-5)
+    with pytest.raises(ValueError, match="continuous_steps"):
+        tiny_config(continuous_steps=-1)
+
+
 def test_discriminators_judge_random_windows(cuts, tmp_path):
     """``train.discriminator_seconds``: the discriminators see one window of each crop, the same of the real and the
     generated crop, drawn anew each step; null keeps the whole crops."""
