@@ -177,7 +177,7 @@ def test_fine_tuning_commands(tmp_path):
 @pytest.mark.slow
 def test_bundled_codec_commands(tmp_path):
     """The commands that made the bundled codec, two steps a run: continue from the step-7,000 release, export, continue
-    from that export (its run's other settings) four more times, export the last as the fp16 release, evaluate it on
+    from that export (its run's other settings) five more times, export the last as the fp16 release, evaluate it on
     a clip."""
     data = tmp_path / "data" / "mini"
     data.mkdir(parents=True)
@@ -188,7 +188,7 @@ def test_bundled_codec_commands(tmp_path):
              24000)
     lines = snippet("bash", "--init-from tts/assets/languagecodec-mini-step7000").strip().splitlines()
     train_v2, export_v2, train_v3, export_v3, train_v4, export_v4, train_v5, export_v5, train_v7, export_v7 = lines[:10]
-    (evaluate,) = lines[10:]
+    train_v8, export_v8, evaluate = lines[10:]
     short = {"--threads 1": "--threads 2 --wandb disabled --set train.checkpoint_every=2 train.batch_size=2"}
 
     def config(run):
@@ -215,7 +215,12 @@ def test_bundled_codec_commands(tmp_path):
     run(train_v7, tmp_path, {"--stop-after 13000": "--stop-after 2", **short})
     assert started_from("codec_v7").endswith("v5_5000") and config("codec_v7")["repeat_factors"]
     assert (config("codec_v7")["max_steps"], config("codec_v7")["lr_warmup_steps"]) == (15000, 200)
-    run(export_v7, tmp_path, {"step-00013000": "step-00000002", "codec/assets": "out"})
+    run(export_v7, tmp_path, {"step-00013000": "step-00000002"})
+    run(train_v8, tmp_path, {"--stop-after 10000": "--stop-after 2", **short})
+    assert started_from("codec_v8").endswith("v7_13000") and config("codec_v8")["repeat_factors"] == {"espeak-*": 1,
+                                                                                                       "*": 12}
+    assert (config("codec_v8")["max_steps"], config("codec_v8")["lr_warmup_steps"]) == (15000, 200)
+    run(export_v8, tmp_path, {"step-00010000": "step-00000002", "codec/assets": "out"})
     assert (tmp_path / "out" / "languagecodec-mini" / "model.safetensors").is_file()
     out = run(evaluate, tmp_path, {"codec/assets": "out", "../shared/speech": "clips --no-vuv",
                                    " --intelligibility": ""}).stdout
