@@ -54,6 +54,9 @@ class TrainConfig(RunConfig):
     segment_seconds: float = 1.0
     lr_warmup_steps: int = 0
     reconstruction_only_steps: int = 0
+    # the discriminators start training this many steps before the generator's adversarial losses do (at
+    # reconstruction_only_steps), so that fresh discriminators judge the generator before it learns from them
+    discriminator_lead_steps: int = 0
     # the first steps of a run decode the encoder's latent unquantized ("continuous first, discrete later"); the
     # quantizer's k-means then initializes its codebooks from the trained latents at the switch
     continuous_steps: int = 0
@@ -74,7 +77,7 @@ class TrainConfig(RunConfig):
     FIELDS = {
         **LOOP_FIELDS, "batch_size": "positive int", "segment_seconds": "positive number",
         "lr_warmup_steps": "int >= 0", "reconstruction_only_steps": "int >= 0", "validation_clips": "int >= 0",
-        "continuous_steps": "int >= 0",
+        "continuous_steps": "int >= 0", "discriminator_lead_steps": "int >= 0",
     }
 
     def __post_init__(self):
@@ -154,7 +157,7 @@ class CodecTrainer(Trainer):
         # Stepped here once per optimizer step (Accelerate would step prepared schedulers once per process).
         # The discriminators' scheduler only steps once they train, offset to follow the same global schedule.
         schedule = warmup_cosine(config.max_steps, config.lr_warmup_steps)
-        offset = config.reconstruction_only_steps
+        offset = self.discriminator_start
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, schedule)
         self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda step: schedule(step + offset))
         world, rank = (1, 0) if per_rank else (self.acc.num_processes, self.acc.process_index)
@@ -233,13 +236,14 @@ class CodecTrainer(Trainer):
         wav = wav.to(self.acc.device).unsqueeze(1)
         n_q, bandwidth, starts = self._choices(wav.shape[0], wav.shape[-1])
         adversarial = self.step >= self.config.reconstruction_only_steps
+        judging = self.step >= self.discriminator_start
         continuous = self.continuous
         logs: Dict[str, float] = {"num_quantizers": 0 if continuous else n_q}
         with self.acc.autocast():
             out = self.model(wav, bandwidth_id=bandwidth, num_quantizers=n_q, quantize=not continuous)
         audio = out.audio[..., : wav.shape[-1]].float()  # decoded length is whole frames
         skipped = False
-        if adversarial:
+        if judging:
             with self.acc.autocast():
                 judged = torch.cat([self._judged(wav, starts), self._judged(audio.detach(), starts)])
                 real, fake = _split(self.discs(judged), wav.shape[0])
@@ -271,12 +275,18 @@ class CodecTrainer(Trainer):
                 skipped = True
         logs["loss_g"] = loss_g.item()
         self.sched_g.step()
-        if adversarial:
+        if judging:
             self.sched_d.step()
         self.finish_step(skipped)
         logs["skipped"] = float(skipped)
         logs["lr"] = self.sched_g.get_last_lr()[0]
         return logs
+
+    @property
+    def discriminator_start(self) -> int:
+        """The step from which the discriminators train (``train.discriminator_lead_steps`` before the generator's
+        adversarial losses start)."""
+        return max(0, self.config.reconstruction_only_steps - self.config.discriminator_lead_steps)
 
     @property
     def continuous(self) -> bool:

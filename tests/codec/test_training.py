@@ -366,6 +366,25 @@ def test_continuous_warm_up_then_quantized(cuts, tmp_path):
         tiny_config(continuous_steps=-1)
 
 
+def test_discriminators_lead_the_adversarial_losses(cuts, tmp_path):
+    """``train.discriminator_lead_steps``: the discriminators train from that many steps before the generator's
+    adversarial losses start (``reconstruction_only_steps``), on the schedule's learning rate from their start."""
+    trainer = CodecTrainer(tiny_config(max_steps=4, reconstruction_only_steps=3, discriminator_lead_steps=2,
+                                       lr_warmup_steps=0), cuts, tmp_path)
+    assert trainer.discriminator_start == 1
+    before = {k: v.clone() for k, v in trainer.discs.state_dict().items()}
+    batches = trainer.batches()
+    logs = [trainer.train_step(next(batches)) for _ in range(4)]
+    assert ["loss_d" in entry for entry in logs] == [False, True, True, True]
+    assert ["adversarial" in entry for entry in logs] == [False, False, False, True]
+    assert any(not torch.equal(before[k], v) for k, v in trainer.discs.state_dict().items())
+    assert trainer.sched_d.get_last_lr() == trainer.sched_g.get_last_lr()  # one global schedule
+    assert CodecTrainer(tiny_config(reconstruction_only_steps=3, discriminator_lead_steps=9), cuts,
+                        tmp_path / "b").discriminator_start == 0
+    with pytest.raises(ValueError, match="discriminator_lead_steps"):
+        tiny_config(discriminator_lead_steps=-1)
+
+
 def test_discriminators_judge_random_windows(cuts, tmp_path):
     """``train.discriminator_seconds``: the discriminators see one window of each crop, the same of the real and the
     generated crop, drawn anew each step; null keeps the whole crops."""
