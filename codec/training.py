@@ -167,9 +167,10 @@ class CodecTrainer(Trainer):
             train_cuts = repeat_cuts(train_cuts, config.repeat_factors)
         self.sampler = clip_sampler(train_cuts, config.batch_size, config.seed, world, rank)
         segment = int(config.segment_seconds * config.codec.sample_rate)
-        widest = max((n for n, _ in config.discriminators.resolutions), default=0)
-        widest = max((widest, *config.discriminators.band_windows))
-        if self._window_samples() is not None and self._window_samples() < min(widest, segment):
+        widest = max((*(n for n, _ in config.discriminators.resolutions), *config.discriminators.band_windows),
+                     default=0)
+        window = self._window_samples()
+        if window is not None and window < min(widest, segment):
             raise ValueError(f"train.discriminator_seconds = {config.discriminator_seconds} is shorter than the "
                              f"discriminators' widest STFT window ({widest} samples)")
         dataset = AudioCropDataset(segment, sample_rate=config.codec.sample_rate,
@@ -192,7 +193,7 @@ class CodecTrainer(Trainer):
 
     # The step ---------------------------------------------------------------------------------------------------
 
-    def _choices(self, batch: int = 0, length: int = 0):
+    def _choices(self, batch: int, length: int):
         """Quantizer count, AdaLN row and the start of each crop's discriminator window (``None``: whole crops) of
         this step, equal on every rank and reproducible on resume."""
         g = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
