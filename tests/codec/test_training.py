@@ -338,6 +338,19 @@ def test_mel_scales_config(cuts, tmp_path):
             tiny_config(mel_scales=bad)
 
 
+def test_complex_stft_term(cuts, tmp_path):
+    """``losses.complex_stft`` adds the compressed complex STFT loss to the generator's; off by default."""
+    assert load_train_config(CONFIGS / "mini.yaml").losses.complex_stft == 0.0
+    assert CodecTrainer(tiny_config(max_steps=1), cuts, tmp_path / "a").complex is None
+    config = load_train_config(CONFIGS / "tiny.yaml", ["train.max_steps=1", "losses.complex_stft=10",
+                                                       "train.reconstruction_only_steps=100"])
+    trainer = CodecTrainer(config, cuts, tmp_path / "b")
+    logs = trainer.train_step(next(iter(trainer.loader)))
+    assert logs["complex_stft"] > 0
+    expected = config.losses.mel * logs["mel"] + config.losses.commitment * logs["commit"] + 10 * logs["complex_stft"]
+    assert logs["loss_g"] == pytest.approx(expected, rel=1e-5)
+
+
 def test_continuous_warm_up_then_quantized(cuts, tmp_path):
     """``train.continuous_steps``: the first steps decode the encoder's latent unquantized (no commitment loss, the
     codebooks untouched and uninitialized; validation scores the unquantized reconstruction); the step after, the
