@@ -240,15 +240,16 @@ class LanguageCodec(nn.Module):
     # Save and load ------------------------------------------------------------------------------------------------
 
     def save_pretrained(self, directory: Union[str, os.PathLike], dtype: Optional[torch.dtype] = None,
-                        max_shard_bytes: Optional[int] = None) -> Path:
+                        max_shard_bytes: Optional[int] = None, version: Optional[int] = None) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into ``directory`` (each file atomically).
 
         Args:
             dtype: e.g. ``torch.float16`` for a small release; codebooks stay float32, loading casts back to float32.
             max_shard_bytes: instead of ``model.safetensors``, Hugging Face shards of at most this many bytes of
                 tensor data each, ``model-00001-of-0000N.safetensors`` ..., and ``model.safetensors.index.json``.
+            version: the release's own version number, for a frozen codec (``codec.checkpoint.read_version``).
         """
-        return save_release(self, directory, dtype, max_shard_bytes)
+        return save_release(self, directory, dtype, max_shard_bytes, version)
 
     @classmethod
     def from_pretrained(cls, directory: Union[str, os.PathLike], map_location: Union[str, torch.device] = "cpu",

@@ -6,7 +6,8 @@ reader takes either layout (``toolkit.weights``).
 
 ``config.json`` names the model type, its stages and config, the phonemizer of the symbol table and the codec the
 model was trained with: a copy inside the release (``"codec": {"path": "codec"}``), or a reference (a path, or
-``"bundled"``) with the SHA-256 of its weights so a mismatched codec is caught when the model is loaded.
+``"bundled"``) with the SHA-256 of its weights so a mismatched codec is caught when the model is loaded, and the
+codec release's own version when it has one.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Release:
     codec_sha256: Optional[str]
     directory: Path
     codec_rates: Optional[tuple] = None  # (sample rate, frame rate) of the codes it was trained on; older: None
+    codec_version: Optional[int] = None  # the codec release's own version (codec.checkpoint.read_version), if any
 
 
 def weights_sha256(codec_path: PathLike) -> Optional[str]:
@@ -81,6 +83,7 @@ def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTabl
     layout it has. ``codec_files``: where that codec's files are when not at ``codec`` (a training pack's copy of
     the bundled codec, on a machine without the bundle); the release still names ``codec``."""
     from codec import BUNDLED_DIR
+    from codec.checkpoint import read_version as read_codec_version
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -90,6 +93,9 @@ def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTabl
     rates = load_codec(None if source == BUNDLED_DIR else source)
     reference = {"path": "bundled" if codec == "bundled" else str(Path(codec).resolve()),
                  "sha256": weights_sha256(source), "sample_rate": rates.sample_rate, "frame_rate": rates.frame_rate}
+    version = read_codec_version(source) if source.is_dir() else None
+    if version is not None:
+        reference["version"] = version
     if copy_codec:
         if not source.is_dir():
             raise ReleaseError(f"only a codec release directory can be copied into a release, not {source}")
@@ -157,7 +163,7 @@ def load_token_model(directory: PathLike, map_location: Union[str, torch.device]
         path = str(directory / path)
     rates = (reference["sample_rate"], reference["frame_rate"]) if "sample_rate" in reference else None
     return Release(model.to(map_location).eval(), data["model_type"], symbols, path, reference.get("sha256"),
-                   directory, rates)
+                   directory, rates, reference.get("version"))
 
 
 def _checkpoint(run: Path, name: Optional[str] = None) -> Path:

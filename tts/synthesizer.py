@@ -399,8 +399,9 @@ def _load_release_codec(release: Release) -> LanguageCodec:
 
             actual = weights_sha256(BUNDLED_DIR if path is None else path)  # a sharded codec: a shard missing
             if actual is not None and actual != release.codec_sha256:
+                trained = f", version {release.codec_version}" if release.codec_version is not None else ""
                 raise SynthesisError(f"the codec at {path or 'bundled'} is not the one the model was trained with "
-                                     f"(weights SHA-256 differs)")
+                                     f"(weights SHA-256 differs{trained})")
         codec = load_codec(path)
     except InputError as err:
         raise SynthesisError(f"the model's codec: {err}") from None

@@ -4,9 +4,13 @@
     python recipes/codec/export.py --run runs/codec_mini --checkpoint step-00006000 --out path/to/release
     python recipes/codec/export.py --run runs/codec_mini --out path/to/release --with-discriminators
     python recipes/codec/export.py --run runs/codec_mini --out path/to/release --shard-size-mb 100
+    python recipes/codec/export.py --run runs/codec_mini --out path/to/release --dtype float16 --version 2
 
 --shard-size-mb N writes the weights as Hugging Face shards (model-00001-of-0000K.safetensors ... with
 model.safetensors.index.json) of at most N MB of tensor data each instead of one model.safetensors.
+
+--version N gives the release a version number of its own ("version" in config.json): a frozen codec that token
+models are trained on carries one, and the token models' releases record it.
 
 --with-discriminators writes discriminators.safetensors and discriminators.json beside the generator, so that a run
 started from the release (recipes/codec/train.py --init-from) continues the adversarial phase with them.
@@ -28,7 +32,7 @@ from codec.training import discriminator_config, save_discriminators
 
 
 def export(run: Path, out: Path, checkpoint: str = None, dtype: torch.dtype = None,
-           discriminators: bool = False, max_shard_bytes: int = None) -> Path:
+           discriminators: bool = False, max_shard_bytes: int = None, version: int = None) -> Path:
     train_config = json.loads((run / "train_config.json").read_text())
     config = CodecConfig.from_dict(train_config["codec"])
     checkpoints = sorted(p for p in (run / "checkpoints").glob("step-*") if p.is_dir())
@@ -37,7 +41,7 @@ def export(run: Path, out: Path, checkpoint: str = None, dtype: torch.dtype = No
     path = run / "checkpoints" / checkpoint if checkpoint else checkpoints[-1]
     model = LanguageCodec(config)
     load_strict(model, load_safetensors(path / "model.safetensors"), source=str(path))  # the generator's weights
-    model.save_pretrained(out, dtype=dtype, max_shard_bytes=max_shard_bytes)
+    model.save_pretrained(out, dtype=dtype, max_shard_bytes=max_shard_bytes, version=version)
     if discriminators:  # Accelerate saves the prepared models in order: the generator, then the discriminators
         disc_config = discriminator_config(train_config["discriminators"])
         discs = Discriminators(disc_config)
@@ -54,10 +58,13 @@ def main() -> None:
     parser.add_argument("--checkpoint", help="a step-* folder name (default: the latest)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32")
     parser.add_argument("--with-discriminators", action="store_true", help="write the discriminators too")
+    parser.add_argument("--version", type=int, help="the release's own version number (a frozen codec)")
     add_shard_size_option(parser)
     args = parser.parse_args()
+    if args.version is not None and args.version < 1:
+        parser.error(f"--version must be a positive integer, not {args.version}")
     used = export(args.run, args.out, args.checkpoint, getattr(torch, args.dtype), args.with_discriminators,
-                  args.max_shard_bytes)
+                  args.max_shard_bytes, args.version)
     print(f"{used} -> {args.out}")
 
 

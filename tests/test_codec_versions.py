@@ -1,0 +1,87 @@
+"""Codec releases with a version of their own (``"version"`` in ``config.json``): written by ``save_pretrained`` and
+``recipes/codec/export.py --version``, read by ``codec.checkpoint.read_version``, recorded by the token models'
+releases trained on them, and named when a token model meets another codec."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from codec import CodecConfig, CodecError, LanguageCodec
+from codec.checkpoint import read_version
+from tests.support import tiny_release
+from tts.release import load_token_model, save_token_model
+from tts.synthesizer import SynthesisError, _load_release_codec
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def unversioned(tmp_path_factory):
+    """A tiny token release and its codec, saved without a version."""
+    root = tmp_path_factory.mktemp("versions")
+    return tiny_release(root), root / "codec"
+
+
+def test_versioned_codec_round_trip(unversioned, tmp_path):
+    _, codec_dir = unversioned
+    assert read_version(codec_dir) is None
+    codec = LanguageCodec.from_pretrained(codec_dir)
+    codec.save_pretrained(tmp_path / "v2", version=2)
+    assert read_version(tmp_path / "v2") == 2
+    assert json.loads((tmp_path / "v2" / "config.json").read_text())["version"] == 2
+    loaded = LanguageCodec.from_pretrained(tmp_path / "v2")
+    assert loaded.config == codec.config
+    wav = torch.randn(1, 4800) * 0.1
+    assert torch.equal(loaded.encode(wav), codec.encode(wav))
+    for bad in (0, -1, True, "2", 1.5):
+        with pytest.raises(CodecError, match="positive integer"):
+            codec.save_pretrained(tmp_path / f"bad_{bad}", version=bad)
+        assert not (tmp_path / f"bad_{bad}").exists()  # refused before anything is written
+    config = json.loads((tmp_path / "v2" / "config.json").read_text())
+    shutil.copytree(tmp_path / "v2", tmp_path / "edited")
+    (tmp_path / "edited" / "config.json").write_text(json.dumps({**config, "version": "two"}))
+    with pytest.raises(CodecError, match="positive integer"):
+        read_version(tmp_path / "edited")
+
+
+def test_token_release_records_the_codec_version(unversioned, tmp_path):
+    single, codec_dir = unversioned
+    release = load_token_model(single)
+    assert release.codec_version is None and "version" not in json.loads((single / "config.json").read_text())["codec"]
+    LanguageCodec.from_pretrained(codec_dir).save_pretrained(tmp_path / "codec_v2", version=2)
+    versioned = save_token_model(release.model, tmp_path / "valle", release.symbols, codec=str(tmp_path / "codec_v2"))
+    assert json.loads((versioned / "config.json").read_text())["codec"]["version"] == 2
+    loaded = load_token_model(versioned)
+    assert loaded.codec_version == 2
+    assert _load_release_codec(loaded).config == LanguageCodec.from_pretrained(codec_dir).config
+    # the codec replaced by another one: the refusal names the version the model was trained on
+    other = LanguageCodec(CodecConfig.tiny())
+    other.save_pretrained(tmp_path / "codec_v2", version=3)
+    with pytest.raises(SynthesisError, match="SHA-256 differs, version 2"):
+        _load_release_codec(load_token_model(versioned))
+
+
+def test_export_recipe_version_option(unversioned, tmp_path):
+    _, codec_dir = unversioned
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step-00000002").mkdir(parents=True)
+    shutil.copy(codec_dir / "model.safetensors", run / "checkpoints" / "step-00000002" / "model.safetensors")
+    (run / "train_config.json").write_text(json.dumps({"codec": CodecConfig.tiny().to_dict()}))
+
+    def export(*args):
+        return subprocess.run([sys.executable, str(ROOT / "recipes" / "codec" / "export.py"), "--run", str(run),
+                               *map(str, args)], capture_output=True, text=True, timeout=300)
+
+    proc = export("--out", tmp_path / "v2", "--version", 2)
+    assert proc.returncode == 0, proc.stderr
+    assert read_version(tmp_path / "v2") == 2
+    proc = export("--out", tmp_path / "never", "--version", 0)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--version" in proc.stderr
+    assert not (tmp_path / "never").exists()
