@@ -247,7 +247,7 @@ class LanguageCodec(nn.Module):
             dtype: e.g. ``torch.float16`` for a small release; codebooks stay float32, loading casts back to float32.
             max_shard_bytes: instead of ``model.safetensors``, Hugging Face shards of at most this many bytes of
                 tensor data each, ``model-00001-of-0000N.safetensors`` ..., and ``model.safetensors.index.json``.
-            version: the release's own version number, for a frozen codec (``codec.checkpoint.read_version``).
+            version: the release's own version number, for a frozen codec (``codec.read_release_version``).
         """
         return save_release(self, directory, dtype, max_shard_bytes, version)
 

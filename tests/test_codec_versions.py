@@ -1,5 +1,5 @@
 """Codec releases with a version of their own (``"version"`` in ``config.json``): written by ``save_pretrained`` and
-``recipes/codec/export.py --version``, read by ``codec.checkpoint.read_version``, recorded by the token models'
+``recipes/codec/export.py --version``, read by ``codec.read_release_version``, recorded by the token models'
 releases trained on them, and named when a token model meets another codec."""
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from codec import CodecConfig, CodecError, LanguageCodec
-from codec.checkpoint import read_version
+from codec import CodecConfig, CodecError, LanguageCodec, read_release_version
 from tests.support import tiny_release
 from tts.release import load_token_model, save_token_model
 from tts.synthesizer import SynthesisError, _load_release_codec
@@ -31,10 +30,10 @@ def unversioned(tmp_path_factory):
 
 def test_versioned_codec_round_trip(unversioned, tmp_path):
     _, codec_dir = unversioned
-    assert read_version(codec_dir) is None
+    assert read_release_version(codec_dir) is None
     codec = LanguageCodec.from_pretrained(codec_dir)
     codec.save_pretrained(tmp_path / "v2", version=2)
-    assert read_version(tmp_path / "v2") == 2
+    assert read_release_version(tmp_path / "v2") == 2
     assert json.loads((tmp_path / "v2" / "config.json").read_text())["version"] == 2
     loaded = LanguageCodec.from_pretrained(tmp_path / "v2")
     assert loaded.config == codec.config
@@ -48,7 +47,7 @@ def test_versioned_codec_round_trip(unversioned, tmp_path):
     shutil.copytree(tmp_path / "v2", tmp_path / "edited")
     (tmp_path / "edited" / "config.json").write_text(json.dumps({**config, "version": "two"}))
     with pytest.raises(CodecError, match="positive integer"):
-        read_version(tmp_path / "edited")
+        read_release_version(tmp_path / "edited")
 
 
 def test_token_release_records_the_codec_version(unversioned, tmp_path):
@@ -81,7 +80,7 @@ def test_export_recipe_version_option(unversioned, tmp_path):
 
     proc = export("--out", tmp_path / "v2", "--version", 2)
     assert proc.returncode == 0, proc.stderr
-    assert read_version(tmp_path / "v2") == 2
+    assert read_release_version(tmp_path / "v2") == 2
     proc = export("--out", tmp_path / "never", "--version", 0)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--version" in proc.stderr
     assert not (tmp_path / "never").exists()

@@ -46,7 +46,7 @@ class Release:
     codec_sha256: Optional[str]
     directory: Path
     codec_rates: Optional[tuple] = None  # (sample rate, frame rate) of the codes it was trained on; older: None
-    codec_version: Optional[int] = None  # the codec release's own version (codec.checkpoint.read_version), if any
+    codec_version: Optional[int] = None  # the codec release's own version (codec.read_release_version), if any
 
 
 def weights_sha256(codec_path: PathLike) -> Optional[str]:
@@ -82,8 +82,7 @@ def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTabl
     most that many bytes of tensor data plus their index (``toolkit.weights.save_weights``); a copied codec keeps the
     layout it has. ``codec_files``: where that codec's files are when not at ``codec`` (a training pack's copy of
     the bundled codec, on a machine without the bundle); the release still names ``codec``."""
-    from codec import BUNDLED_DIR
-    from codec.checkpoint import read_version as read_codec_version
+    from codec import BUNDLED_DIR, read_release_version
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
@@ -93,7 +92,7 @@ def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTabl
     rates = load_codec(None if source == BUNDLED_DIR else source)
     reference = {"path": "bundled" if codec == "bundled" else str(Path(codec).resolve()),
                  "sha256": weights_sha256(source), "sample_rate": rates.sample_rate, "frame_rate": rates.frame_rate}
-    version = read_codec_version(source) if source.is_dir() else None
+    version = read_release_version(source) if source.is_dir() else None
     if version is not None:
         reference["version"] = version
     if copy_codec:
