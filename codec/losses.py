@@ -24,6 +24,7 @@ class LossWeights:
     adversarial: float = 1.0
     feature_matching: float = 1.0
     complex_stft: float = 0.0  # ComplexSTFTLoss; 0 (the official recipe): off
+    phase_derivative: float = 0.0  # PhaseDerivativeLoss; 0 (the official recipe): off
 
 
 def discriminator_loss(real: Verdicts, fake: Verdicts) -> torch.Tensor:
@@ -155,14 +156,48 @@ class ComplexSTFTLoss(nn.Module):
             self.register_buffer(f"window_{n_fft}", torch.hann_window(n_fft), persistent=False)
 
     def _compressed(self, wav: torch.Tensor, n_fft: int, hop: int) -> torch.Tensor:
-        spec = torch.stft(wav, n_fft, hop, window=getattr(self, f"window_{n_fft}"), center=True, pad_mode="reflect",
-                          return_complex=True)
-        spec = torch.view_as_real(spec)  # [..., 2]
-        power = spec.pow(2).sum(-1, keepdim=True) + self.eps
-        return spec * power.pow((self.compress - 1) / 2)
+        return _power_law(_stft(wav, n_fft, hop, getattr(self, f"window_{n_fft}")), self.compress, self.eps)
 
     def forward(self, generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if generated.dim() == 3:
             generated, target = generated.squeeze(1), target.squeeze(1)
         return sum(F.l1_loss(self._compressed(generated, n_fft, hop), self._compressed(target, n_fft, hop))
                    for n_fft, hop in self.scales) / len(self.scales)
+
+
+class PhaseDerivativeLoss(ComplexSTFTLoss):
+    """L1 between compressed phase-difference products along time and along frequency, averaged over resolutions.
+
+    ``X[t] * conj(X[t-1])`` has the phase advance of each bin from one frame to the next (its instantaneous
+    frequency) and ``X[f] * conj(X[f-1])`` the phase step between neighbouring bins (their group delay), each with
+    the product of two magnitudes. Comparing those products, as the anti-wrapping instantaneous-frequency and
+    group-delay losses of phase-predicting vocoders (APNet) compare the derivatives themselves, asks the decoder for
+    the input's phase structure (harmonics that advance at their frequency, pulses at their time) without asking for
+    its absolute phase: a constant phase offset of a bin costs nothing along time. Products instead of angles keep
+    the gradient bounded where a bin is silent (an angle's gradient grows as ``1 / |X|``); the power law
+    (``c / 2`` on a product of two magnitudes) puts them on the scale of ``ComplexSTFTLoss``'s compressed spectra.
+    """
+
+    def _products(self, wav: torch.Tensor, n_fft: int, hop: int):
+        spec = _stft(wav, n_fft, hop, getattr(self, f"window_{n_fft}"))  # [batch, freq, frames]
+        along_time = spec[..., 1:] * spec[..., :-1].conj()
+        along_freq = spec[..., 1:, :] * spec[..., :-1, :].conj()
+        return [_power_law(p, self.compress / 2, self.eps ** 2) for p in (along_time, along_freq)]
+
+    def forward(self, generated: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if generated.dim() == 3:
+            generated, target = generated.squeeze(1), target.squeeze(1)
+        terms = [F.l1_loss(g, t) for n_fft, hop in self.scales
+                 for g, t in zip(self._products(generated, n_fft, hop), self._products(target, n_fft, hop))]
+        return sum(terms) / len(terms)
+
+
+def _stft(wav: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor) -> torch.Tensor:
+    return torch.stft(wav, n_fft, hop, window=window, center=True, pad_mode="reflect", return_complex=True)
+
+
+def _power_law(spec: torch.Tensor, compress: float, eps: float) -> torch.Tensor:
+    """``|X|^c * X / |X|`` as real pairs ``[..., 2]``; ``eps`` under the power bounds the gradient near zero."""
+    spec = torch.view_as_real(spec)
+    power = spec.pow(2).sum(-1, keepdim=True) + eps
+    return spec * power.pow((compress - 1) / 2)

@@ -2,7 +2,8 @@
 
 Per step: a discriminator update on real and generated crops (hinge loss), then a generator update with
 ``45 x mel + 1000 x commitment + adversarial + feature matching`` (official weights, ``LossWeights``; an optional
-compressed complex STFT term, ``losses.complex_stft``, is off by default). An optional
+compressed complex STFT term, ``losses.complex_stft``, and a phase-derivative term, ``losses.phase_derivative``, are
+off by default). An optional
 reconstruction-only warm-up leaves the discriminators out. Checkpoints hold everything a resumed run needs (weights,
 optimizers, schedulers, sampler position, RNG states, step) and appear atomically; a run resumed from one ends with the
 same weights as a run that never stopped. The loop, logging, guard and checkpoints are the training engine's
@@ -32,7 +33,7 @@ from .config import CodecConfig
 from .data import AudioCropDataset, clip_sampler, repeat_cuts
 from .discriminators import DiscriminatorConfig, Discriminators, SubOutput
 from .losses import (VOCOS_MEL_SCALE, ComplexSTFTLoss, LossWeights, MelSpectrogram, MultiScaleMelLoss,
-                     discriminator_loss, feature_matching_loss, generator_adversarial_loss)
+                     PhaseDerivativeLoss, discriminator_loss, feature_matching_loss, generator_adversarial_loss)
 from .model import LanguageCodec
 __all__ = ["CodecTrainer", "NonFiniteLossError", "TrainConfig", "load_train_config", "resolve_init_source"]
 
@@ -187,6 +188,7 @@ class CodecTrainer(Trainer):
         self.mel = MultiScaleMelLoss(config.codec.sample_rate, config.mel_scales or (VOCOS_MEL_SCALE,)).to(
             self.acc.device)
         self.complex = ComplexSTFTLoss().to(self.acc.device) if config.losses.complex_stft else None
+        self.phase = PhaseDerivativeLoss().to(self.acc.device) if config.losses.phase_derivative else None
         self.valid_cuts = valid_cuts
 
     @property
@@ -263,6 +265,10 @@ class CodecTrainer(Trainer):
             spectral = self.complex(audio, wav)
             loss_g = loss_g + w.complex_stft * spectral
             logs["complex_stft"] = spectral.item()
+        if self.phase is not None:
+            phase = self.phase(audio, wav)
+            loss_g = loss_g + w.phase_derivative * phase
+            logs["phase_derivative"] = phase.item()
         # The generator's loss goes through the discriminators too. Their weights take no gradient from it (frozen:
         # the backward pass then skips their weight gradients, ~1/3 of its cost) and nothing of theirs is synced.
         with self.acc.no_sync(self.discs) if adversarial else nullcontext(), _frozen(self.discs, adversarial):

@@ -338,16 +338,17 @@ def test_mel_scales_config(cuts, tmp_path):
             tiny_config(mel_scales=bad)
 
 
-def test_complex_stft_term(cuts, tmp_path):
-    """``losses.complex_stft`` adds the compressed complex STFT loss to the generator's; off by default."""
-    assert load_train_config(CONFIGS / "mini.yaml").losses.complex_stft == 0.0
-    assert CodecTrainer(tiny_config(max_steps=1), cuts, tmp_path / "a").complex is None
-    config = load_train_config(CONFIGS / "tiny.yaml", ["train.max_steps=1", "losses.complex_stft=10",
+@pytest.mark.parametrize("term, attribute", [("complex_stft", "complex"), ("phase_derivative", "phase")])
+def test_spectral_terms(cuts, tmp_path, term, attribute):
+    """``losses.complex_stft`` and ``losses.phase_derivative`` add their losses to the generator's; off by default."""
+    assert getattr(load_train_config(CONFIGS / "mini.yaml").losses, term) == 0.0
+    assert getattr(CodecTrainer(tiny_config(max_steps=1), cuts, tmp_path / "a"), attribute) is None
+    config = load_train_config(CONFIGS / "tiny.yaml", ["train.max_steps=1", f"losses.{term}=10",
                                                        "train.reconstruction_only_steps=100"])
     trainer = CodecTrainer(config, cuts, tmp_path / "b")
     logs = trainer.train_step(next(iter(trainer.loader)))
-    assert logs["complex_stft"] > 0
-    expected = config.losses.mel * logs["mel"] + config.losses.commitment * logs["commit"] + 10 * logs["complex_stft"]
+    assert logs[term] > 0
+    expected = config.losses.mel * logs["mel"] + config.losses.commitment * logs["commit"] + 10 * logs[term]
     assert logs["loss_g"] == pytest.approx(expected, rel=1e-5)
 
 
