@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -90,7 +91,8 @@ class LanguageCodec(nn.Module):
     # Core ---------------------------------------------------------------------------------------------------------
 
     def forward(self, wav: torch.Tensor, bandwidth_id: Optional[Union[int, torch.Tensor]] = None,
-                num_quantizers: Optional[int] = None, quantize: bool = True) -> CodecOutput:
+                num_quantizers: Optional[int] = None, quantize: bool = True,
+                frozen_encoder: bool = False) -> CodecOutput:
         """Encode, quantize and decode.
 
         Args:
@@ -100,11 +102,18 @@ class LanguageCodec(nn.Module):
             quantize: False decodes the encoder's latent itself (a continuous warm-up of training): the quantizer is
                 not called, so its codebooks neither update nor initialize; ``codes`` is then ``[B, 0, T]`` and the
                 commitment loss zero.
+            frozen_encoder: the encoder and the quantizer run in eval mode without autograd (decoder-only
+                fine-tuning): the codebooks and their EMA state do not change, the codes are ``encode``'s and the
+                commitment loss is zero.
         """
         wav = self._check_wav(wav)
-        latent = self.encode_latent(wav)
+        with torch.no_grad() if frozen_encoder else nullcontext(), \
+                _eval(self.encoder) if frozen_encoder else nullcontext():
+            latent = self.encode_latent(wav)
         if quantize:
-            q: QuantizerOutput = self.quantizer(latent, num_quantizers)
+            with torch.no_grad() if frozen_encoder else nullcontext(), \
+                    _eval(self.quantizer) if frozen_encoder else nullcontext():
+                q: QuantizerOutput = self.quantizer(latent, num_quantizers)
             quantized, codes, commit_loss = q.quantized, q.codes, q.commit_loss
         else:
             quantized, commit_loss = latent, latent.new_zeros(())
@@ -134,11 +143,12 @@ class LanguageCodec(nn.Module):
     def encode_latent(self, wav: torch.Tensor) -> torch.Tensor:
         """Encoder output ``[B, D, T]`` for ``[B, 1, L]``.
 
-        Without autograd (inference, or ``forward`` in eval mode under ``no_grad``) a CPU input takes the fast path
-        of ``codec/fast.py``, which equals ``self.encoder(wav)`` up to float rounding; ``encode`` and ``forward`` share
-        this routine, so their codes are identical.
+        Without autograd and with the encoder in eval mode (inference, ``forward`` in eval mode under ``no_grad``, or
+        ``forward``'s frozen encoder) a CPU input takes the fast path of ``codec/fast.py``, which equals
+        ``self.encoder(wav)`` up to float rounding; ``encode`` and ``forward`` share this routine, so their codes are
+        identical.
         """
-        if wav.device.type != "cpu" or wav.shape[-1] < MIN_SAMPLES or torch.is_grad_enabled() or self.training:
+        if wav.device.type != "cpu" or wav.shape[-1] < MIN_SAMPLES or torch.is_grad_enabled() or self.encoder.training:
             return self.encoder(wav)
         key = tuple((t.data_ptr(), t._version) for t in self.encoder.state_dict().values())
         if self._fast is None or self._fast[0] != key:

@@ -73,11 +73,15 @@ class TrainConfig(RunConfig):
     # crop. null: the whole crop. HiFi-GAN and DAC judge segments of about 0.35 s; the discriminators are most of an
     # adversarial step's cost on CPU (docs/speed.md) and it scales with their input's length.
     discriminator_seconds: Optional[float] = None
+    # decoder-only fine-tuning: the encoder and the quantizer are frozen (no gradients, eval mode, codebooks and their
+    # EMA state fixed), so the run's codes are those of the release it started from (--init-from) and token models
+    # trained on them stay valid while the decoder keeps improving; each step also skips the encoder's backward pass
+    decoder_only: bool = False
 
     FIELDS = {
         **LOOP_FIELDS, "batch_size": "positive int", "segment_seconds": "positive number",
         "lr_warmup_steps": "int >= 0", "reconstruction_only_steps": "int >= 0", "validation_clips": "int >= 0",
-        "continuous_steps": "int >= 0", "discriminator_lead_steps": "int >= 0",
+        "continuous_steps": "int >= 0", "discriminator_lead_steps": "int >= 0", "decoder_only": (False, True),
     }
 
     def __post_init__(self):
@@ -149,10 +153,14 @@ class CodecTrainer(Trainer):
                  log_with: Optional[str] = None, tracker_kwargs: Optional[dict] = None, per_rank: bool = False):
         super().__init__(config, out_dir, "languagecodec", accelerator, log_with, tracker_kwargs)
         self.model = LanguageCodec(config.codec)
+        if config.decoder_only:
+            # before the optimizer and Accelerate's wrapping: DDP then neither syncs nor waits for these
+            for p in itertools.chain(self.model.encoder.parameters(), self.model.quantizer.parameters()):
+                p.requires_grad_(False)
         self.discs = Discriminators(config.discriminators)
         opt = dict(lr=config.learning_rate, betas=tuple(config.betas), weight_decay=config.weight_decay,
                    fused=config.fused_optimizer or None)
-        self.opt_g = torch.optim.AdamW(self.model.parameters(), **opt)
+        self.opt_g = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], **opt)
         self.opt_d = torch.optim.AdamW(self.discs.parameters(), **opt)
         # Stepped here once per optimizer step (Accelerate would step prepared schedulers once per process).
         # The discriminators' scheduler only steps once they train, offset to follow the same global schedule.
@@ -241,9 +249,12 @@ class CodecTrainer(Trainer):
         adversarial = self.step >= self.config.reconstruction_only_steps
         judging = self.step >= self.discriminator_start
         continuous = self.continuous
+        if self.config.decoder_only and not continuous:
+            self._check_codebooks()
         logs: Dict[str, float] = {"num_quantizers": 0 if continuous else n_q}
         with self.acc.autocast():
-            out = self.model(wav, bandwidth_id=bandwidth, num_quantizers=n_q, quantize=not continuous)
+            out = self.model(wav, bandwidth_id=bandwidth, num_quantizers=n_q, quantize=not continuous,
+                             frozen_encoder=self.config.decoder_only)
         audio = out.audio[..., : wav.shape[-1]].float()  # decoded length is whole frames
         skipped = False
         if judging:
@@ -292,6 +303,11 @@ class CodecTrainer(Trainer):
         logs["skipped"] = float(skipped)
         logs["lr"] = self.sched_g.get_last_lr()[0]
         return logs
+
+    def _check_codebooks(self) -> None:
+        if not all(bool(layer.codebook.inited.item()) for layer in self.codec.quantizer.layers):
+            raise ValueError("train.decoder_only freezes the quantizer, and its codebooks are not initialized: start "
+                             "from a trained release (--init-from)")
 
     @property
     def discriminator_start(self) -> int:

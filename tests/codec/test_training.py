@@ -458,3 +458,40 @@ def test_repeat_factors_weight_speakers(cuts, tmp_path):
     for bad in ("[1]", '{"a": -1}', '{"a": 1.5}', "{}"):
         with pytest.raises(ValueError, match="repeat_factors"):
             tiny_config(repeat_factors=bad)
+
+
+def test_decoder_only_fine_tuning(cuts, tmp_path):
+    """``train.decoder_only``: started from a release, the encoder, the codebooks and their EMA state stay exactly the
+    release's (so do its codes) while the decoder learns; without initialized codebooks it refuses to start."""
+    every_layer = ["codec.quantizer.train_num_quantizers=[8]"]  # each codebook initialized in the first step
+    first = CodecTrainer(load_train_config(CONFIGS / "tiny.yaml", every_layer + [
+        "train.max_steps=2", "train.reconstruction_only_steps=100", "train.checkpoint_every=1000"]), cuts,
+        tmp_path / "first")
+    first.train()
+    release = first.export(tmp_path / "release")
+    config = load_train_config(CONFIGS / "tiny.yaml", every_layer + [
+        "train.max_steps=40", "train.decoder_only=true", "train.reconstruction_only_steps=100",
+        "train.learning_rate=0.003", "train.checkpoint_every=1000"])
+    trainer = CodecTrainer(config, cuts, tmp_path / "decoder")
+    trainer.init_from(release)
+    before = weights(trainer)
+    assert all(not p.requires_grad for p in trainer.codec.encoder.parameters())
+    wav = next(trainer.batches())
+    codes = first.codec.encode(wav[:, None])
+    mels = [trainer.train_step(wav) for _ in range(12)]
+    assert all(logs["commit"] == 0.0 for logs in mels)
+    assert mels[-1]["mel"] < mels[0]["mel"]
+    after = weights(trainer)
+    frozen = [k for k in before if k.startswith(("g.encoder.", "g.quantizer."))]
+    assert frozen and any(k.endswith("embed_avg") for k in frozen)
+    assert all(torch.equal(before[k], after[k]) for k in frozen), [k for k in frozen if not torch.equal(before[k],
+                                                                                                       after[k])]
+    assert not all(torch.equal(before[k], after[k]) for k in before if k.startswith("g.backbone."))
+    assert torch.equal(trainer.codec.encode(wav[:, None]), codes)
+    assert trainer.codec.encoder.training and trainer.codec.quantizer.training  # the train mode comes back
+
+    fresh = CodecTrainer(config, cuts, tmp_path / "fresh")
+    with pytest.raises(ValueError, match="decoder_only.*--init-from"):
+        fresh.train_step(wav)
+    with pytest.raises(ValueError, match="train.decoder_only"):
+        tiny_config(decoder_only="sometimes")
