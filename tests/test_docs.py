@@ -177,7 +177,7 @@ def test_fine_tuning_commands(tmp_path):
 @pytest.mark.slow
 def test_bundled_codec_commands(tmp_path):
     """The commands that made the bundled codec, two steps a run: continue from the step-7,000 release, export, continue
-    from that export (its run's other settings) five more times, export the last as the fp16 release, evaluate it on
+    from that export (its run's other settings) six more times, export the last as the fp16 release, evaluate it on
     a clip."""
     data = tmp_path / "data" / "mini"
     data.mkdir(parents=True)
@@ -188,7 +188,7 @@ def test_bundled_codec_commands(tmp_path):
              24000)
     lines = snippet("bash", "--init-from tts/assets/languagecodec-mini-step7000").strip().splitlines()
     train_v2, export_v2, train_v3, export_v3, train_v4, export_v4, train_v5, export_v5, train_v7, export_v7 = lines[:10]
-    train_v8, export_v8, train_v10p, export_v10p, evaluate = lines[10:]
+    train_v8, export_v8, train_v10p, export_v10p, train_v11d, export_v11d, evaluate = lines[10:]
     short = {"--threads 1": "--threads 2 --wandb disabled --set train.checkpoint_every=2 train.batch_size=2"}
 
     def config(run):
@@ -225,7 +225,11 @@ def test_bundled_codec_commands(tmp_path):
     assert started_from("codec_v10p").endswith("v8_10000") and config("codec_v10p")["repeat_factors"]["*"] == 16
     assert (config("codec_v10p")["max_steps"], config("codec_v10p")["learning_rate"]) == (2, 2e-4)
     assert config("codec_v10p")["losses"]["phase_derivative"] == config("codec_v10p")["losses"]["complex_stft"] == 45
-    run(export_v10p, tmp_path, {"step-00004000": "step-00000002", "codec/assets": "out"})
+    run(export_v10p, tmp_path, {"step-00004000": "step-00000002"})
+    run(train_v11d, tmp_path, {"train.max_steps=4500": "train.max_steps=2", **short})
+    assert started_from("codec_v11d").endswith("v10p_4000") and config("codec_v11d")["decoder_only"] is True
+    assert config("codec_v11d")["losses"]["phase_derivative"] == 45 and config("codec_v11d")["max_steps"] == 2
+    run(export_v11d, tmp_path, {"step-00004500": "step-00000002", "codec/assets": "out"})
     assert (tmp_path / "out" / "languagecodec-mini" / "model.safetensors").is_file()
     out = run(evaluate, tmp_path, {"codec/assets": "out", "../shared/speech": "clips --no-vuv",
                                    " --intelligibility": ""}).stdout
