@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
@@ -107,17 +106,15 @@ class LanguageCodec(nn.Module):
                 commitment loss is zero.
         """
         wav = self._check_wav(wav)
-        with torch.no_grad() if frozen_encoder else nullcontext(), \
-                _eval(self.encoder) if frozen_encoder else nullcontext():
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen_encoder), \
+                _eval(self.encoder, frozen_encoder), _eval(self.quantizer, frozen_encoder):
             latent = self.encode_latent(wav)
-        if quantize:
-            with torch.no_grad() if frozen_encoder else nullcontext(), \
-                    _eval(self.quantizer) if frozen_encoder else nullcontext():
+            if quantize:
                 q: QuantizerOutput = self.quantizer(latent, num_quantizers)
-            quantized, codes, commit_loss = q.quantized, q.codes, q.commit_loss
-        else:
-            quantized, commit_loss = latent, latent.new_zeros(())
-            codes = torch.zeros(latent.shape[0], 0, latent.shape[-1], dtype=torch.long, device=latent.device)
+                quantized, codes, commit_loss = q.quantized, q.codes, q.commit_loss
+            else:
+                quantized, commit_loss = latent, latent.new_zeros(())
+                codes = torch.zeros(latent.shape[0], 0, latent.shape[-1], dtype=torch.long, device=latent.device)
         if bandwidth_id is None and self.training:
             bandwidth_id = int(torch.randint(0, self.config.decoder.num_bandwidths, (1,)).item())
         bw = self._bandwidth(0 if bandwidth_id is None else bandwidth_id)
@@ -304,10 +301,10 @@ def load_codec(checkpoint: Optional[Union[str, os.PathLike]] = None,
 
 
 class _eval:
-    """Context manager: eval mode inside, the previous mode restored after."""
+    """Context manager: eval mode inside (when ``active``), the previous mode restored after."""
 
-    def __init__(self, module: nn.Module):
-        self.module, self.was_training = module, module.training
+    def __init__(self, module: nn.Module, active: bool = True):
+        self.module, self.was_training = module, module.training and active
 
     def __enter__(self) -> None:
         if self.was_training:

@@ -191,6 +191,11 @@ class ResidualQuantizer(nn.Module):
     def codebook_size(self) -> int:
         return self.config.codebook_size
 
+    @property
+    def num_initialized(self) -> int:
+        """How many codebooks are k-means-initialized: 0 before the first quantized step (a continuous warm-up)."""
+        return sum(bool(layer.codebook.inited.item()) for layer in self.layers)
+
     def sample_num_quantizers(self) -> int:
         """The number of quantizers for one training step, uniform over ``config.train_num_quantizers``."""
         choices = self.config.train_num_quantizers

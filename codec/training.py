@@ -153,6 +153,7 @@ class CodecTrainer(Trainer):
                  log_with: Optional[str] = None, tracker_kwargs: Optional[dict] = None, per_rank: bool = False):
         super().__init__(config, out_dir, "languagecodec", accelerator, log_with, tracker_kwargs)
         self.model = LanguageCodec(config.codec)
+        self._codebooks_checked = False
         if config.decoder_only:
             # before the optimizer and Accelerate's wrapping: DDP then neither syncs nor waits for these
             for p in itertools.chain(self.model.encoder.parameters(), self.model.quantizer.parameters()):
@@ -249,7 +250,7 @@ class CodecTrainer(Trainer):
         adversarial = self.step >= self.config.reconstruction_only_steps
         judging = self.step >= self.discriminator_start
         continuous = self.continuous
-        if self.config.decoder_only and not continuous:
+        if self.config.decoder_only and not continuous and not self._codebooks_checked:
             self._check_codebooks()
         logs: Dict[str, float] = {"num_quantizers": 0 if continuous else n_q}
         with self.acc.autocast():
@@ -305,9 +306,12 @@ class CodecTrainer(Trainer):
         return logs
 
     def _check_codebooks(self) -> None:
-        if not all(bool(layer.codebook.inited.item()) for layer in self.codec.quantizer.layers):
+        """Once per run: a frozen quantizer cannot lose its initialization."""
+        quantizer = self.codec.quantizer
+        if quantizer.num_initialized < quantizer.num_quantizers:
             raise ValueError("train.decoder_only freezes the quantizer, and its codebooks are not initialized: start "
                              "from a trained release (--init-from)")
+        self._codebooks_checked = True
 
     @property
     def discriminator_start(self) -> int:
@@ -402,7 +406,7 @@ class CodecTrainer(Trainer):
                 cut = cut.resample(codec.sample_rate) if cut.sampling_rate != codec.sample_rate else cut
                 clips.append(torch.from_numpy(cut.load_audio().mean(axis=0)[: 10 * codec.sample_rate]))
             # empty codebooks (the continuous warm-up; initialized at the first quantized step) have no codes to score
-            empty = not any(bool(layer.codebook.inited.item()) for layer in codec.quantizer.layers)
+            empty = codec.quantizer.num_initialized == 0
             settings = ["unquantized"] if empty else sorted({codec.num_codebooks, min(4, codec.num_codebooks)})
             for k in settings:
                 scores = []
