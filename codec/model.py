@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -243,6 +245,28 @@ class LanguageCodec(nn.Module):
         if bw.numel() == 0 or int(bw.min()) < 0 or int(bw.max()) >= n:
             raise CodecError(f"bandwidth_id must be in 0..{n - 1}, got {bandwidth_id}")
         return bw
+
+    def codes_sha256(self) -> str:
+        """SHA-256 of what ``encode`` computes codes from: the sample rate, the encoder's and the quantizer's
+        architecture, and the tensors they read (the codebooks' EMA statistics, which only training reads, left out).
+
+        Two codecs with the same digest give the same codes for the same audio, whatever their decoders, so a token
+        model trained on one runs on the other: decoder-only fine-tuning (``train.decoder_only``) keeps it. Tensors
+        are hashed as float32, so a float16 release and the model it loads as agree.
+        """
+        q = self.config.quantizer
+        architecture = {"sample_rate": self.config.sample_rate, "encoder": asdict(self.config.encoder),
+                        "quantizer": [q.kind, q.num_quantizers, q.codebook_size, q.num_groups]}
+        digest = hashlib.sha256(json.dumps(architecture, sort_keys=True).encode())
+        for part in ("encoder", "quantizer"):
+            for name, tensor in getattr(self, part).state_dict().items():
+                if name.endswith((".cluster_size", ".embed_avg")):
+                    continue
+                tensor = tensor.detach().cpu()
+                tensor = tensor.float() if tensor.is_floating_point() else tensor
+                digest.update(f"{part}.{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+                digest.update(tensor.contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
     # Save and load ------------------------------------------------------------------------------------------------
 

@@ -84,3 +84,59 @@ def test_export_recipe_version_option(unversioned, tmp_path):
     proc = export("--out", tmp_path / "never", "--version", 0)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1 and "--version" in proc.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_a_decoder_fine_tuned_alone_keeps_the_model_running(unversioned, tmp_path):
+    """A token release records the digest of what its codec computes codes from; a codec whose weights differ only
+    where the codes do not depend on them (the decoder, the codebooks' EMA statistics) is accepted, any other not."""
+    single, codec_dir = unversioned
+    original = LanguageCodec.from_pretrained(codec_dir)
+    release = load_token_model(single)
+    assert release.codec_codes_sha256 == original.codes_sha256()
+    shutil.copytree(codec_dir, tmp_path / "codec")
+    save_token_model(release.model, tmp_path / "valle", release.symbols, codec=str(tmp_path / "codec"))
+    wav = torch.randn(1, 4800) * 0.1
+
+    def rewrite(edit) -> LanguageCodec:
+        codec = LanguageCodec.from_pretrained(codec_dir)
+        with torch.no_grad():
+            edit(codec)
+        codec.save_pretrained(tmp_path / "codec")
+        return codec
+
+    def bump(params) -> None:
+        for p in params:
+            p.add_(0.01)
+
+    tuned = rewrite(lambda c: bump([*c.backbone.parameters(), *c.head.parameters()]))
+    assert tuned.codes_sha256() == original.codes_sha256()
+    loaded = _load_release_codec(load_token_model(tmp_path / "valle"))
+    assert torch.equal(loaded.encode(wav), original.encode(wav))
+    assert not torch.equal(loaded.decode(original.encode(wav)), original.decode(original.encode(wav)))
+    rewrite(lambda c: bump(layer.codebook.cluster_size for layer in c.quantizer.layers))  # training-only statistics
+    _load_release_codec(load_token_model(tmp_path / "valle"))
+    for edit in (lambda c: bump(c.encoder.parameters()),
+                 lambda c: c.quantizer.layers[-1].codebook.embed.mul_(1.5)):
+        assert rewrite(edit).codes_sha256() != original.codes_sha256()
+        with pytest.raises(SynthesisError, match="SHA-256 differs; its codes differ too"):
+            _load_release_codec(load_token_model(tmp_path / "valle"))
+    # a release written before the digest was recorded accepts its own codec's weights only
+    config = json.loads((tmp_path / "valle" / "config.json").read_text())
+    del config["codec"]["codes_sha256"]
+    (tmp_path / "valle" / "config.json").write_text(json.dumps(config))
+    rewrite(lambda c: bump(c.head.parameters()))
+    with pytest.raises(SynthesisError, match=r"SHA-256 differs\)"):
+        _load_release_codec(load_token_model(tmp_path / "valle"))
+
+
+def test_codes_digest_is_that_of_the_loaded_weights(unversioned, tmp_path):
+    """A float16 release hashes as the float32 model it loads as; the architecture of the encoder is part of it."""
+    _, codec_dir = unversioned
+    codec = LanguageCodec.from_pretrained(codec_dir)
+    codec.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    half = LanguageCodec.from_pretrained(tmp_path / "half")
+    half.save_pretrained(tmp_path / "upcast")
+    assert LanguageCodec.from_pretrained(tmp_path / "upcast").codes_sha256() == half.codes_sha256()
+    assert half.codes_sha256() != codec.codes_sha256()  # rounded encoder weights: other codes
+    rvq = LanguageCodec(CodecConfig.tiny())
+    assert rvq.codes_sha256() != codec.codes_sha256()

@@ -6,7 +6,8 @@ reader takes either layout (``toolkit.weights``).
 
 ``config.json`` names the model type, its stages and config, the phonemizer of the symbol table and the codec the
 model was trained with: a copy inside the release (``"codec": {"path": "codec"}``), or a reference (a path, or
-``"bundled"``) with the SHA-256 of its weights so a mismatched codec is caught when the model is loaded, and the
+``"bundled"``) with the SHA-256 of its weights and of what its codes are computed from (``codes_sha256``), so a
+mismatched codec is caught when the model is loaded while one whose decoder alone was fine-tuned is accepted, and the
 codec release's own version when it has one.
 """
 
@@ -47,6 +48,9 @@ class Release:
     directory: Path
     codec_rates: Optional[tuple] = None  # (sample rate, frame rate) of the codes it was trained on; older: None
     codec_version: Optional[int] = None  # the codec release's own version (codec.read_release_version), if any
+    # LanguageCodec.codes_sha256 of that codec: another codec with the same digest gives the same codes (a decoder
+    # fine-tuned alone), so the model runs on it; None for releases written before it was recorded
+    codec_codes_sha256: Optional[str] = None
 
 
 def weights_sha256(codec_path: PathLike) -> Optional[str]:
@@ -91,7 +95,8 @@ def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTabl
 
     rates = load_codec(None if source == BUNDLED_DIR else source)
     reference = {"path": "bundled" if codec == "bundled" else str(Path(codec).resolve()),
-                 "sha256": weights_sha256(source), "sample_rate": rates.sample_rate, "frame_rate": rates.frame_rate}
+                 "sha256": weights_sha256(source), "codes_sha256": rates.codes_sha256(),
+                 "sample_rate": rates.sample_rate, "frame_rate": rates.frame_rate}
     version = read_release_version(source) if source.is_dir() else None
     if version is not None:
         reference["version"] = version
@@ -162,7 +167,7 @@ def load_token_model(directory: PathLike, map_location: Union[str, torch.device]
         path = str(directory / path)
     rates = (reference["sample_rate"], reference["frame_rate"]) if "sample_rate" in reference else None
     return Release(model.to(map_location).eval(), data["model_type"], symbols, path, reference.get("sha256"),
-                   directory, rates, reference.get("version"))
+                   directory, rates, reference.get("version"), reference.get("codes_sha256"))
 
 
 def _checkpoint(run: Path, name: Optional[str] = None) -> Path:

@@ -388,23 +388,33 @@ class Synthesizer:
 
 
 def _load_release_codec(release: Release) -> LanguageCodec:
-    """The codec a release names, refusing one whose weights differ from those the model was trained with."""
+    """The codec a release names, refusing one whose weights differ from those the model was trained with, unless
+    its codes are the same (``LanguageCodec.codes_sha256``, recorded by newer releases): a decoder fine-tuned alone
+    decodes the model's codes, only better."""
     path = None if release.codec == "bundled" else release.codec
     if path is not None and not Path(path).exists():
         raise SynthesisError(f"the model's codec {path} does not exist (export the release with --copy-codec to "
                              f"keep it inside the release directory)")
+
+    def refuse(codes: str = "") -> SynthesisError:
+        trained = f", version {release.codec_version}" if release.codec_version is not None else ""
+        return SynthesisError(f"the codec at {path or 'bundled'} is not the one the model was trained with "
+                              f"(weights SHA-256 differs{trained}{codes})")
+
     try:
+        differs = False
         if release.codec_sha256 is not None:
             from codec import BUNDLED_DIR
 
             actual = weights_sha256(BUNDLED_DIR if path is None else path)  # a sharded codec: a shard missing
-            if actual is not None and actual != release.codec_sha256:
-                trained = f", version {release.codec_version}" if release.codec_version is not None else ""
-                raise SynthesisError(f"the codec at {path or 'bundled'} is not the one the model was trained with "
-                                     f"(weights SHA-256 differs{trained})")
+            differs = actual is not None and actual != release.codec_sha256
+        if differs and release.codec_codes_sha256 is None:
+            raise refuse()
         codec = load_codec(path)
     except InputError as err:
         raise SynthesisError(f"the model's codec: {err}") from None
+    if differs and codec.codes_sha256() != release.codec_codes_sha256:
+        raise refuse("; its codes differ too")
     if release.codec_rates is not None and (codec.sample_rate, codec.frame_rate) != tuple(release.codec_rates):
         raise SynthesisError(f"the codec at {path or 'bundled'} runs at {codec.sample_rate} Hz and "
                              f"{codec.frame_rate} frames/s, the model was trained on codes at "

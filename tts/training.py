@@ -279,8 +279,9 @@ class TokenTrainer(Trainer):
         release must hold a model of this run's type and architecture (its config may differ only in dropout), every
         stage this run trains (a VALL-E release of both stages can start an AR-only run), and this run's symbol
         table. Its codec may differ from the one the run's codes come from (a model carried over to a new codec):
-        the returned info says whether it does. The optimizer, the schedule with its warm-up and the step start
-        anew. Call before training, on every rank. Returns what was loaded (also written to
+        the returned info says whether it does (``same_codec``; a codec whose decoder alone differs gives the same
+        codes and counts as the same, ``LanguageCodec.codes_sha256``). The optimizer, the schedule with its warm-up
+        and the step start anew. Call before training, on every rank. Returns what was loaded (also written to
         ``<out>/init_from.json``); a ``ValueError`` says why a release cannot start this run.
         """
         from toolkit.weights import load_strict
@@ -304,8 +305,13 @@ class TokenTrainer(Trainer):
         if self.kind.separable_stages:  # the weights of stage s are those under "s."
             state = {k: v for k, v in state.items() if k.split(".", 1)[0] in self.config.stages}
         load_strict(self.unwrapped, state, source=str(path))
-        ours = weights_sha256(codec_source(self.codec, self.codec_files))
+        source = codec_source(self.codec, self.codec_files)
+        ours = weights_sha256(source)
         same = None if ours is None or release.codec_sha256 is None else ours == release.codec_sha256
+        if same is False and release.codec_codes_sha256 is not None:  # another decoder on the same codes
+            from codec import load_codec
+
+            same = load_codec(source).codes_sha256() == release.codec_codes_sha256
         info: Dict[str, object] = {"source": str(path), "stages": list(self.config.stages), "codec": release.codec,
                                    "same_codec": same}
         if self.acc.is_main_process:

@@ -14,6 +14,7 @@ import pytest
 import torch
 from lhotse import CutSet
 
+from codec import LanguageCodec
 from tests.support import corpus_data as data
 from tests.support import accelerate_launch, launch_two_ranks, resumed_like_unbroken, snippet, synthesize_documented, \
     weights
@@ -186,6 +187,15 @@ def test_a_run_started_from_a_release_continues_from_it(built, tmp_path):
     mobile = load_token_train_config(ROOT / "recipes" / "mobilespeech" / "configs" / "tiny.yaml", len(symbols), 8, 64)
     with pytest.raises(ValueError, match="holds a valle model; this run trains mobilespeech"):
         TokenTrainer(mobile, cuts, symbols, tmp_path / "g", codec=str(codec)).init_from(release)
+    # a codec whose decoder alone differs gives the release's codes and counts as the same; another encoder does not
+    for part, same in (("head", True), ("encoder", False)):
+        other_codec = LanguageCodec.from_pretrained(codec)
+        with torch.no_grad():
+            for p in getattr(other_codec, part).parameters():
+                p.add_(0.01)
+        other_codec.save_pretrained(tmp_path / part)
+        moved = TokenTrainer(config, cuts, symbols, tmp_path / f"b_{part}", codec=str(tmp_path / part))
+        assert moved.init_from(release)["same_codec"] is same
 
 
 def test_init_from_on_the_command_line_yields_to_a_checkpoint(built, tmp_path, capsys):
