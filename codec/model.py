@@ -252,7 +252,7 @@ class LanguageCodec(nn.Module):
 
         Two codecs with the same digest give the same codes for the same audio, whatever their decoders, so a token
         model trained on one runs on the other: decoder-only fine-tuning (``train.decoder_only``) keeps it. Tensors
-        are hashed as float32, so a float16 release and the model it loads as agree.
+        are hashed as float32 values (a zero's sign left out), so a float16 release and the model it loads as agree.
         """
         q = self.config.quantizer
         architecture = {"sample_rate": self.config.sample_rate, "encoder": asdict(self.config.encoder),
@@ -263,7 +263,7 @@ class LanguageCodec(nn.Module):
                 if name.endswith((".cluster_size", ".embed_avg")):
                     continue
                 tensor = tensor.detach().cpu()
-                tensor = tensor.float() if tensor.is_floating_point() else tensor
+                tensor = tensor.float() + 0.0 if tensor.is_floating_point() else tensor  # + 0.0: -0.0 hashes as 0.0
                 digest.update(f"{part}.{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
                 digest.update(tensor.contiguous().numpy().tobytes())
         return digest.hexdigest()

@@ -130,7 +130,8 @@ def test_a_decoder_fine_tuned_alone_keeps_the_model_running(unversioned, tmp_pat
 
 
 def test_codes_digest_is_that_of_the_loaded_weights(unversioned, tmp_path):
-    """A float16 release hashes as the float32 model it loads as; the architecture of the encoder is part of it."""
+    """A float16 release hashes as the float32 model it loads as, a zero as a zero whatever its sign; the
+    architecture is part of it."""
     _, codec_dir = unversioned
     codec = LanguageCodec.from_pretrained(codec_dir)
     codec.save_pretrained(tmp_path / "half", dtype=torch.float16)
@@ -138,5 +139,51 @@ def test_codes_digest_is_that_of_the_loaded_weights(unversioned, tmp_path):
     half.save_pretrained(tmp_path / "upcast")
     assert LanguageCodec.from_pretrained(tmp_path / "upcast").codes_sha256() == half.codes_sha256()
     assert half.codes_sha256() != codec.codes_sha256()  # rounded encoder weights: other codes
-    rvq = LanguageCodec(CodecConfig.tiny())
-    assert rvq.codes_sha256() != codec.codes_sha256()
+    fresh = LanguageCodec(CodecConfig.tiny(quantizer_kind="rvq"))
+    assert fresh.codes_sha256() != codec.codes_sha256()
+    signs = []
+    for zero in (0.0, -0.0):  # an average of checkpoints may turn -0.0 into 0.0: the codes are the same
+        with torch.no_grad():
+            next(codec.encoder.parameters()).view(-1)[0] = zero
+        signs.append(codec.codes_sha256())
+    assert signs[0] == signs[1]
+
+
+def test_export_recipe_averages_checkpoints(unversioned, tmp_path):
+    """``--average-with``: the generator weights of two runs of the decoder alone from one release, averaged; the
+    average keeps the release's codes. Checkpoints of another config, or folders that are none, are refused."""
+    _, codec_dir = unversioned
+    base = LanguageCodec.from_pretrained(codec_dir)
+
+    def fake_run(name: str, codec: LanguageCodec, config: CodecConfig) -> Path:
+        step = tmp_path / name / "checkpoints" / "step-00000002"
+        codec.save_pretrained(step)
+        (tmp_path / name / "train_config.json").write_text(json.dumps({"codec": config.to_dict()}))
+        return step
+
+    tuned = LanguageCodec.from_pretrained(codec_dir)
+    with torch.no_grad():
+        for p in tuned.head.parameters():
+            p.add_(0.02)
+    fake_run("a", base, base.config)
+    other = fake_run("b", tuned, base.config)
+
+    def export(*args):
+        return subprocess.run([sys.executable, str(ROOT / "recipes" / "codec" / "export.py"), "--run",
+                               str(tmp_path / "a"), *map(str, args)], capture_output=True, text=True, timeout=300)
+
+    proc = export("--out", tmp_path / "mean", "--average-with", other)
+    assert proc.returncode == 0, proc.stderr
+    mean = LanguageCodec.from_pretrained(tmp_path / "mean")
+    assert mean.codes_sha256() == base.codes_sha256()
+    expected = {k: (v + tuned.state_dict()[k]) / 2 for k, v in base.state_dict().items() if k.startswith("head.")}
+    assert all(torch.allclose(mean.state_dict()[k], v, atol=1e-6) for k, v in expected.items())
+    assert not torch.equal(mean.state_dict()["head.out.weight"], base.state_dict()["head.out.weight"])
+    assert "averaged with step-00000002 of b" in (tmp_path / "mean" / "SOURCE.txt").read_text()
+    rvq = CodecConfig.tiny(quantizer_kind="rvq")
+    alien = fake_run("c", LanguageCodec(rvq), rvq)
+    for args, code, message in ((("--average-with", alien), 1, "another codec config"),
+                                (("--average-with", tmp_path / "a"), 2, "is not a checkpoint folder")):
+        proc = export("--out", tmp_path / "never", *args)
+        assert proc.returncode == code and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+        assert not (tmp_path / "never").exists()
