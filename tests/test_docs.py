@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from codec import BUNDLED_DIR, read_release_version
 from tests.support import DOC_PAGES, snippet, snippets
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,6 +232,7 @@ def test_bundled_codec_commands(tmp_path):
     assert config("codec_v11d")["losses"]["phase_derivative"] == 45 and config("codec_v11d")["max_steps"] == 2
     run(export_v11d, tmp_path, {"step-00004500": "step-00000002", "codec/assets": "out"})
     assert (tmp_path / "out" / "languagecodec-mini" / "model.safetensors").is_file()
+    assert read_release_version(tmp_path / "out" / "languagecodec-mini") == read_release_version(BUNDLED_DIR) == 2
     out = run(evaluate, tmp_path, {"codec/assets": "out", "../shared/speech": "clips --no-vuv",
                                    " --intelligibility": ""}).stdout
     assert "| languagecodec-mini | 8 | 6 |" in out
