@@ -183,7 +183,8 @@ def test_export_recipe_averages_checkpoints(unversioned, tmp_path):
     rvq = CodecConfig.tiny(quantizer_kind="rvq")
     alien = fake_run("c", LanguageCodec(rvq), rvq)
     for args, code, message in ((("--average-with", alien), 1, "another codec config"),
-                                (("--average-with", tmp_path / "a"), 2, "is not a checkpoint folder")):
+                                (("--average-with", tmp_path / "a"), 2, "is not a checkpoint folder"),
+                                (("--average-with", "step-00000002"), 2, "is not a checkpoint folder")):
         proc = export("--out", tmp_path / "never", *args)
         assert proc.returncode == code and message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
         assert not (tmp_path / "never").exists()

@@ -102,6 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.version is not None and args.version < 1:
         parser.error(f"--version must be a positive integer, not {args.version}")
+    args.average_with = [other.resolve() for other in args.average_with]  # its run folder is two levels up
     for other in args.average_with:
         if not (other / "model.safetensors").is_file() or not (other.parents[1] / "train_config.json").is_file():
             parser.error(f"--average-with {other} is not a checkpoint folder of a run (runs/X/checkpoints/step-*)")
