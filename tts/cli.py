@@ -82,7 +82,8 @@ def add_serve_parser(commands) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; any other than "
                                                            "loopback needs --api-key)")
     serve.add_argument("--port", type=port_number, default=8000, help="port (default 8000; 0: any free one)")
-    serve.add_argument("--model", help="model type, valle or mobilespeech (default: the checkpoint's; bundled: valle)")
+    serve.add_argument("--model", help="model type, valle or mobilespeech (default: the checkpoint's; "
+                                       "bundled: mobilespeech)")
     serve.add_argument("--checkpoint", type=Path, help="a release directory (default: the bundled model)")
     serve.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     serve.add_argument("--api-key", default=os.environ.get("LCTTS_API_KEY"),
@@ -117,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                       "written to NNNN.wav (blank lines are skipped)")
     syn.add_argument("--max-chars", type=positive_int, default=None,
                      help="longest text accepted per call, all lines together (default 2000)")
-    syn.add_argument("--model", help="model type, valle or mobilespeech (default: the checkpoint's; bundled: valle)")
+    syn.add_argument("--model", help="model type, valle or mobilespeech (default: the checkpoint's; "
+                                     "bundled: mobilespeech)")
     syn.add_argument("--checkpoint", type=Path, help="a release directory (default: the bundled model)")
     syn.add_argument("--out", type=Path, help="output file for --text (default: from the text), folder for "
                                               "--text-file (default: tts_out)")

@@ -31,7 +31,7 @@ from tts.text.phonemize import WORD_BOUNDARY, TextError, build_phonemizer, is_ph
 
 PathLike = Union[str, os.PathLike]
 MODEL_TYPES = tuple(name for name, kind in MODELS.items() if kind.synthesizes)
-DEFAULT_MODEL = "valle"  # the bundled model used when none is named
+DEFAULT_MODEL = "mobilespeech"  # the bundled model used when none is named: the one that measures better
 MIN_PROMPT_SECONDS = 1.0
 SILENCE_DB = -40.0  # frames this far below the prompt's loudest frame count as silence
 SENTENCE_PAUSE_SECONDS = 0.2
