@@ -67,6 +67,18 @@ def test_token_release_records_the_codec_version(unversioned, tmp_path):
         _load_release_codec(load_token_model(versioned))
 
 
+def test_a_path_to_the_bundled_codec_is_recorded_as_bundled(unversioned, tmp_path, monkeypatch):
+    from codec import BUNDLED_DIR
+
+    release = load_token_model(unversioned[0])
+    monkeypatch.chdir(BUNDLED_DIR.parent)
+    for name, codec in (("absolute", str(BUNDLED_DIR)), ("relative", f"./{BUNDLED_DIR.name}"), ("named", "bundled")):
+        written = save_token_model(release.model, tmp_path / name, release.symbols, codec=codec)
+        assert json.loads((written / "config.json").read_text())["codec"]["path"] == "bundled", name
+    written = save_token_model(release.model, tmp_path / "other", release.symbols, codec=str(unversioned[1]))
+    assert json.loads((written / "config.json").read_text())["codec"]["path"] == str(unversioned[1].resolve())
+
+
 def test_export_recipe_version_option(unversioned, tmp_path):
     _, codec_dir = unversioned
     run = tmp_path / "run"

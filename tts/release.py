@@ -94,7 +94,9 @@ def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTabl
     from codec import load_codec
 
     rates = load_codec(None if source == BUNDLED_DIR else source)
-    reference = {"path": "bundled" if codec == "bundled" else str(Path(codec).resolve()),
+    # A path that is the bundled codec is recorded as "bundled": an absolute checkout path does not travel.
+    bundled = codec == "bundled" or Path(codec).resolve() == BUNDLED_DIR
+    reference = {"path": "bundled" if bundled else str(Path(codec).resolve()),
                  "sha256": weights_sha256(source), "codes_sha256": rates.codes_sha256(),
                  "sample_rate": rates.sample_rate, "frame_rate": rates.frame_rate}
     version = read_release_version(source) if source.is_dir() else None
