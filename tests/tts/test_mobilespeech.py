@@ -113,6 +113,25 @@ def test_overfits_and_decodes(built):
         assert codes.shape == (8, int(n)) and codes.min() >= 0 and codes.max() < 64
 
 
+def test_first_layer_samples_within_top_k_and_top_p():
+    torch.manual_seed(0)
+    model = MobileSpeech(MobileSpeechConfig.tiny(20)).eval()
+    k, v = model.config.num_codebooks, model.config.codebook_size
+    phonemes, lens = torch.randint(1, 20, (2, 6)), torch.tensor([6, 4])
+    prompt = torch.randint(0, v, (k, 30))
+    durations = torch.tensor([[3] * 6, [3] * 4 + [0] * 2])
+
+    def decode(seed, **options):
+        return model.decode(phonemes, lens, prompt, steps=4, durations=durations,
+                            generator=torch.Generator().manual_seed(seed), **options)
+
+    # an untrained model's distribution is wide: unfiltered draws differ between seeds, the top-1 token does not
+    assert not torch.equal(decode(1)[0][0], decode(2)[0][0])
+    assert all(torch.equal(x, y) for x, y in zip(decode(1, top_k=1), decode(2, top_k=1)))
+    assert all(torch.equal(x, y) for x, y in zip(decode(1, top_p=1e-6), decode(2, top_k=1)))
+    assert [tuple(c.shape) for c in decode(3, top_k=5, top_p=0.5)] == [(k, 18), (k, 12)]
+
+
 def test_config_files(built):
     from tts.training import load_token_train_config
 

@@ -161,3 +161,11 @@ def test_zero_shot_recipe(release, tmp_path):
     assert all("wer" in s and "speaker_similarity" in s for s in scores["summary"].values())
     assert "pesq" in scores["summary"]["codec resynthesis"]
     assert len((tmp_path / "manifest.jsonl").read_text().splitlines()) == 3
+    # the decoding options are checked as tts synthesize checks them, before anything runs
+    bad = subprocess.run([sys.executable, str(script), "--checkpoint", str(directory), "--clips", str(clips),
+                          "--out-dir", str(tmp_path / "bad"), "--top-p", "0"], capture_output=True, text=True,
+                         timeout=600)
+    assert bad.returncode == 2, bad.stderr
+    assert bad.stderr.strip().splitlines()[-1] == ("zero_shot.py: error: argument --top-p: must be above 0 (greedy "
+                                                   "decoding is its own option)")
+    assert not (tmp_path / "bad").exists()

@@ -136,6 +136,11 @@ def test_filters_and_repetition_aware_sampling():
     assert torch.isinf(filter_logits(logits, top_k=2)[2:]).all() and not torch.isinf(filter_logits(logits, 2)[:2]).any()
     kept = ~torch.isinf(filter_logits(logits, top_p=0.7))
     assert kept.tolist() == [True, True, False, False, False]
+    rows = torch.randn(2, 3, 50)
+    for top_k, top_p in ((5, 1.0), (0, 0.6), (7, 0.3)):  # a batch filters each row as alone
+        batched = filter_logits(rows, top_k, top_p)
+        assert all(torch.equal(batched[i, j], filter_logits(rows[i, j], top_k, top_p))
+                   for i in range(2) for j in range(3))
     peaked = torch.tensor([20.0, 0.0, 0.0, 0.0])
     config = SamplingConfig(top_k=1, ras_window=10, ras_threshold=0.1)
     g = torch.Generator().manual_seed(0)

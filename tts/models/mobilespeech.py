@@ -27,6 +27,7 @@ from toolkit.config import build
 from tts.data.dataset import TokenBatch
 from tts.models.aligner import Aligner, AlignerConfig
 from tts.models.base import IGNORE, GenerationRequest, StageOutput, TokenModel, lengths_mask, token_metrics
+from tts.models.sampling import filter_logits
 from tts.modules.transformer import Transformer, TransformerConfig, sinusoidal
 
 
@@ -304,7 +305,7 @@ class MobileSpeech(TokenModel):
     @torch.no_grad()
     def decode(self, phonemes: torch.Tensor, lens: torch.Tensor, prompt: torch.Tensor, steps: int = 16,
                  later_steps: int = 1, temperature: float = 1.0, speed: float = 1.0,
-                 durations: Optional[torch.Tensor] = None,
+                 durations: Optional[torch.Tensor] = None, top_k: int = 0, top_p: float = 1.0,
                  generator: Optional[torch.Generator] = None) -> List[torch.Tensor]:
         """Codes ``[K, T_i]`` per text.
 
@@ -313,6 +314,7 @@ class MobileSpeech(TokenModel):
             prompt: ``[K, Tp]`` codes of the voice prompt, shared by the batch.
             steps: confidence-based rounds for layer 1; later_steps: rounds for each later layer.
             temperature: sampling temperature of layer 1's rounds (0: greedy); later layers are greedy.
+            top_k, top_p: layer 1 samples from each frame's top-k tokens and top-p nucleus (0 and 1.0: all tokens).
             durations: ``[B, N]`` to use instead of the predictor's.
         """
         b = phonemes.shape[0]
@@ -335,7 +337,7 @@ class MobileSpeech(TokenModel):
             for r in range(rounds):
                 logits = self.decode_logits(frames, codes, layer, totals, memory, memory_mask).float()
                 if j == 0 and temperature > 0:
-                    probs = (logits / temperature).softmax(-1)
+                    probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
                     pick = torch.multinomial(probs.view(-1, probs.shape[-1]).cpu(), 1, generator=generator)
                     pick = pick.view(b, t).to(device)
                 else:
@@ -356,8 +358,9 @@ class MobileSpeech(TokenModel):
 
     def generate(self, request: GenerationRequest) -> List[torch.Tensor]:
         """Codes ``[K, T_i]`` per text (``request.phonemes``: the texts alone): ``request.steps`` rounds for layer 1
-        at the sampling temperature (argmax when greedy), durations divided by ``request.speed``."""
+        at the sampling temperature within its top-k and top-p (argmax when greedy), durations divided by
+        ``request.speed``."""
         padded, lens = request.padded()
         temperature = 0.0 if request.sampling.greedy else request.sampling.temperature
         return self.decode(padded, lens, request.prompt, request.steps, temperature=temperature, speed=request.speed,
-                           generator=request.generator)
+                           generator=request.generator, top_k=request.sampling.top_k, top_p=request.sampling.top_p)

@@ -28,18 +28,18 @@ class SamplingConfig:
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
-    """Logits ``[V]`` with everything outside the top-k and the top-p nucleus set to -inf."""
+    """Logits ``[..., V]`` with everything outside the top-k and the top-p nucleus of each row set to -inf."""
     out = logits.clone()
-    if 0 < top_k < out.numel():
-        kth = torch.topk(out, top_k).values[-1]
-        out[out < kth] = float("-inf")
+    if 0 < top_k < out.shape[-1]:
+        kth = torch.topk(out, top_k, dim=-1).values[..., -1:]
+        out = out.masked_fill(out < kth, float("-inf"))
     if top_p < 1.0:
-        sorted_logits, order = torch.sort(out, descending=True)
+        sorted_logits, order = torch.sort(out, dim=-1, descending=True)
         cumulative = sorted_logits.softmax(-1).cumsum(-1)
         drop = cumulative > top_p
-        drop[1:] = drop[:-1].clone()  # keep the token that crosses the threshold
-        drop[0] = False
-        out[order[drop]] = float("-inf")
+        drop[..., 1:] = drop[..., :-1].clone()  # keep the token that crosses the threshold
+        drop[..., 0] = False
+        out = out.masked_fill(torch.zeros_like(drop).scatter(-1, order, drop), float("-inf"))
     return out
 
 
