@@ -305,8 +305,8 @@ class MobileSpeech(TokenModel):
     @torch.no_grad()
     def decode(self, phonemes: torch.Tensor, lens: torch.Tensor, prompt: torch.Tensor, steps: int = 16,
                  later_steps: int = 1, temperature: float = 1.0, speed: float = 1.0,
-                 durations: Optional[torch.Tensor] = None, top_k: int = 0, top_p: float = 1.0,
-                 generator: Optional[torch.Generator] = None) -> List[torch.Tensor]:
+                 durations: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
+                 top_k: int = 0, top_p: float = 1.0) -> List[torch.Tensor]:
         """Codes ``[K, T_i]`` per text.
 
         Args:
