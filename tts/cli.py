@@ -101,6 +101,25 @@ def add_serve_parser(commands) -> None:
     serve.add_argument("--max-upload-mb", type=positive_int, default=10, help="largest voice upload (default 10)")
 
 
+def add_decoding_options(parser) -> None:
+    """The decoding options of ``tts synthesize`` (``--greedy``, ``--temperature``, ``--top-k``, ``--top-p``,
+    ``--steps``), shared with the evaluation recipes; ``sampling_config`` turns them into a ``SamplingConfig``."""
+    parser.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
+    parser.add_argument("--temperature", type=ranged("temperature"), default=1.0, help="above 0, at most 10")
+    parser.add_argument("--top-k", type=ranged("top_k"), default=25, help="0 for no top-k filter")
+    parser.add_argument("--top-p", type=ranged("top_p"), default=0.8, help="above 0, at most 1")
+    parser.add_argument("--steps", type=ranged("steps"), default=16,
+                        help="MobileSpeech: decoding rounds of the first layer (1 to 256)")
+
+
+def sampling_config(args, **extra):
+    """The ``SamplingConfig`` of the options ``add_decoding_options`` added (``extra``: its other fields)."""
+    from tts.models.sampling import SamplingConfig
+
+    return SamplingConfig(greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                          **extra)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="tts", description="Zero-shot speech synthesis on Language-Codec.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -124,14 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--out", type=Path, help="output file for --text (default: from the text), folder for "
                                               "--text-file (default: tts_out)")
     syn.add_argument("--seed", type=ranged("seed"), help="make sampling reproducible (0 to 2^63-1)")
-    syn.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
-    syn.add_argument("--temperature", type=ranged("temperature"), default=1.0, help="above 0, at most 10")
-    syn.add_argument("--top-k", type=ranged("top_k"), default=25, help="0 for no top-k filter")
-    syn.add_argument("--top-p", type=ranged("top_p"), default=0.8, help="above 0, at most 1")
+    add_decoding_options(syn)
     syn.add_argument("--free-alignment", action="store_true",
                      help="VALL-E with a guided alignment head: decode without its monotonic constraint")
-    syn.add_argument("--steps", type=ranged("steps"), default=16,
-                     help="MobileSpeech: decoding rounds of the first layer (1 to 256)")
     syn.add_argument("--speed", type=ranged("speed"), default=1.0,
                      help="MobileSpeech: speaking rate, durations divided by it (0.25 to 4)")
     syn.add_argument("--batch-size", type=ranged("batch_size"), default=8,
@@ -214,7 +228,6 @@ def _device(name: str) -> str:
 
 def synthesize(args: argparse.Namespace) -> int:
     from toolkit.audio import save_audio
-    from tts.models.sampling import SamplingConfig
     from tts.synthesizer import MAX_TEXT_CHARS, Synthesizer, SynthesisError, check_text
 
     if args.text is not None:
@@ -235,8 +248,7 @@ def synthesize(args: argparse.Namespace) -> int:
     outputs = _outputs(args, texts, lines)
     device = _device(args.device)
     synthesizer = Synthesizer.from_pretrained(args.checkpoint, args.model, device)
-    sampling = SamplingConfig(greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                              constrain_alignment=not args.free_alignment)
+    sampling = sampling_config(args, constrain_alignment=not args.free_alignment)
     prompt_text = args.prompt_text
     if not prompt_text and synthesizer.needs_prompt_text:
         prompt_text = synthesizer.transcribe_prompt(args.prompt, args.prompt_seconds)

@@ -29,8 +29,7 @@ sys.path.insert(0, str(ROOT))
 from toolkit.runs import run_cli  # noqa: E402
 from tts import evaluation  # noqa: E402
 from recipes.eval.protocol import read_clips, zero_shot_items, zero_shot_pairs  # noqa: E402
-from tts.cli import ranged  # noqa: E402
-from tts.models.sampling import SamplingConfig  # noqa: E402
+from tts.cli import add_decoding_options, sampling_config  # noqa: E402
 from tts.synthesizer import Synthesizer  # noqa: E402
 
 
@@ -48,12 +47,7 @@ def main() -> int:
     parser.add_argument("--speaker-model", type=Path,
                         help="local HuggingFace x-vector model folder for similarity (default resemblyzer)")
     parser.add_argument("--threads", type=int, default=2)
-    sampling = parser.add_argument_group("decoding (the defaults of tts synthesize)")
-    sampling.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
-    sampling.add_argument("--temperature", type=ranged("temperature"), default=1.0)
-    sampling.add_argument("--top-k", type=ranged("top_k"), default=25, help="0 for no top-k filter")
-    sampling.add_argument("--top-p", type=ranged("top_p"), default=0.8)
-    sampling.add_argument("--steps", type=ranged("steps"), default=16, help="MobileSpeech: rounds of the first layer")
+    add_decoding_options(parser.add_argument_group("decoding (as tts synthesize)"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -66,8 +60,8 @@ def main() -> int:
     if not jobs:
         parser.error(f"no speaker in {args.clips} has a transcribed utterance and a second clip")
     label = synth.release.model_type
-    decoding = SamplingConfig(greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
-    items = zero_shot_items(synth, args.clips, jobs, args.out_dir / "audio", label, args.seed, decoding, args.steps)
+    items = zero_shot_items(synth, args.clips, jobs, args.out_dir / "audio", label, args.seed, sampling_config(args),
+                            args.steps)
     table = evaluation.score_and_write(items, args.out_dir, scorer)
     print(f"{len(jobs)} targets from {args.clips}\n{table}", end="")
     return 0
