@@ -103,13 +103,16 @@ def add_serve_parser(commands) -> None:
 
 def add_decoding_options(parser) -> None:
     """The decoding options of ``tts synthesize`` (``--greedy``, ``--temperature``, ``--top-k``, ``--top-p``,
-    ``--steps``), shared with the evaluation recipes; ``sampling_config`` turns them into a ``SamplingConfig``."""
+    ``--steps``, ``--speed``), shared with the evaluation recipes; ``sampling_config`` turns the first four into a
+    ``SamplingConfig``."""
     parser.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
     parser.add_argument("--temperature", type=ranged("temperature"), default=1.0, help="above 0, at most 10")
     parser.add_argument("--top-k", type=ranged("top_k"), default=25, help="0 for no top-k filter")
     parser.add_argument("--top-p", type=ranged("top_p"), default=0.8, help="above 0, at most 1")
     parser.add_argument("--steps", type=ranged("steps"), default=16,
                         help="MobileSpeech: decoding rounds of the first layer (1 to 256)")
+    parser.add_argument("--speed", type=ranged("speed"), default=1.0,
+                        help="MobileSpeech: speaking rate, durations divided by it (0.25 to 4)")
 
 
 def sampling_config(args, **extra):
@@ -146,8 +149,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_decoding_options(syn)
     syn.add_argument("--free-alignment", action="store_true",
                      help="VALL-E with a guided alignment head: decode without its monotonic constraint")
-    syn.add_argument("--speed", type=ranged("speed"), default=1.0,
-                     help="MobileSpeech: speaking rate, durations divided by it (0.25 to 4)")
     syn.add_argument("--batch-size", type=ranged("batch_size"), default=8,
                      help="sentences decoded together (1 to 256)")
     syn.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")

@@ -45,9 +45,10 @@ def zero_shot_pairs(rows: List[Dict[str, str]]) -> List[Dict[str, str]]:
 
 
 def zero_shot_items(synth, clips: PathLike, jobs: Sequence[Dict[str, str]], audio_dir: PathLike, label: str,
-                    seed: int = 0, sampling=None, steps: int = 16) -> List[Item]:
+                    seed: int = 0, sampling=None, steps: int = 16, speed: float = 1.0) -> List[Item]:
     """Synthesize every (target, prompt) job with ``synth`` (a ``tts.Synthesizer``; ``sampling``: a
-    ``SamplingConfig``, default its defaults; ``steps``: MobileSpeech's rounds for layer 1); returns the evaluation
+    ``SamplingConfig``, default its defaults; ``steps`` and ``speed``: MobileSpeech's rounds for layer 1 and speaking
+    rate); returns the evaluation
     items of three systems: the ground truth, its codec resynthesis, and the model (named ``label``). The prompt's
     transcript is transcribed offline (the crops have none)."""
     from tqdm import tqdm
@@ -66,7 +67,8 @@ def zero_shot_items(synth, clips: PathLike, jobs: Sequence[Dict[str, str]], audi
         save_audio(audio_dir / f"{stem}.codec.wav", resynthesis, synth.sample_rate)
         prompt_text = synth.transcribe_prompt(prompt) if synth.needs_prompt_text else ""
         generated = synth.synthesize(prompt, job["text"], prompt_text=prompt_text,
-                                     sampling=sampling or SamplingConfig(), seed=seed + i, steps=steps)
+                                     sampling=sampling or SamplingConfig(), seed=seed + i, steps=steps,
+                                     speed=speed)
         save_audio(audio_dir / f"{stem}.{label}.wav", generated, synth.sample_rate)
         items += [
             Item(audio=str(target), text=job["text"], speaker_reference=str(prompt), system="ground truth"),

@@ -61,7 +61,7 @@ def main() -> int:
         parser.error(f"no speaker in {args.clips} has a transcribed utterance and a second clip")
     label = synth.release.model_type
     items = zero_shot_items(synth, args.clips, jobs, args.out_dir / "audio", label, args.seed, sampling_config(args),
-                            args.steps)
+                            args.steps, args.speed)
     table = evaluation.score_and_write(items, args.out_dir, scorer)
     print(f"{len(jobs)} targets from {args.clips}\n{table}", end="")
     return 0
