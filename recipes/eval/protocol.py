@@ -48,9 +48,8 @@ def zero_shot_items(synth, clips: PathLike, jobs: Sequence[Dict[str, str]], audi
                     seed: int = 0, sampling=None, steps: int = 16, speed: float = 1.0) -> List[Item]:
     """Synthesize every (target, prompt) job with ``synth`` (a ``tts.Synthesizer``; ``sampling``: a
     ``SamplingConfig``, default its defaults; ``steps`` and ``speed``: MobileSpeech's rounds for layer 1 and speaking
-    rate); returns the evaluation
-    items of three systems: the ground truth, its codec resynthesis, and the model (named ``label``). The prompt's
-    transcript is transcribed offline (the crops have none)."""
+    rate); returns the evaluation items of three systems: the ground truth, its codec resynthesis, and the model (named
+    ``label``). The prompt's transcript is transcribed offline (the crops have none)."""
     from tqdm import tqdm
 
     from toolkit.audio import save_audio

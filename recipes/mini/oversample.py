@@ -5,9 +5,10 @@
 
 The mini corpus is 11.1 h of synthetic espeak-ng voices and 2.1 h of real speech, and its models are judged on real
 voices; this writes each cut whose speaker does not match ``--except-speakers`` (shell-style patterns, repeatable)
-``--times`` times. The copies get Lhotse's repeat ids (``<id>_repeat<k>``) and share the stored codes, and the manifest
-is written shuffled with ``--seed`` so that no batch is made of one utterance's copies. The prompt of a training item is
-taken from its own utterance (``train.other_utterance_prob`` 0), so a copy adds no prompt it could copy from.
+``--times`` times. The first copy keeps its id and the others get ids in the style of Lhotse's ``CutSet.repeat``
+(``<id>_repeat<k>``); all share the stored codes. The manifest is written shuffled with ``--seed`` so that no batch is
+made of one utterance's copies; it is held in memory to be shuffled (a few kilobytes a cut). The prompt of a training
+item is taken from its own utterance (``train.other_utterance_prob`` 0), so a copy adds no prompt it could copy from.
 
 Prints a JSON summary (cuts and hours, before and after); the output is written whole or not at all.
 """
@@ -31,11 +32,13 @@ def oversample(cuts, times: int, except_speakers=(), seed: int = 0) -> CutSet:
         raise ValueError(f"--times must be at least 1, got {times}")
     kept, repeated = [], []
     for cut in cuts:
-        speaker = cut.supervisions[0].speaker if cut.supervisions else ""
-        if any(fnmatch.fnmatchcase(speaker or "", pattern) for pattern in except_speakers):
+        speaker = (cut.supervisions[0].speaker if cut.supervisions else "") or ""
+        if any(fnmatch.fnmatchcase(speaker, pattern) for pattern in except_speakers):
             kept.append(cut)
         else:
             repeated.append(cut)
+    # Not CutSet.repeat: it repeats every cut and renames the first copy too, while only some speakers are repeated
+    # here and the original ids stay (so that labels matched by id, e.g. recipes/aligner/label.py, still apply).
     copies = [cut if k == 0 else cut.with_id(f"{cut.id}_repeat{k}") for cut in repeated for k in range(times)]
     out = kept + copies
     random.Random(seed).shuffle(out)

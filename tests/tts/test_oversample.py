@@ -39,6 +39,7 @@ def test_oversample_repeats_other_speakers_and_keeps_the_excepted_once(built, tm
     by_source = Counter(c.id.split("_repeat")[0] for c in result)
     originals = {c.id: c for c in cuts}
     assert set(by_source) == set(originals)
+    assert set(originals) <= set(ids)  # the first copy keeps its id, so labels matched by id still apply
     for cut_id, n in by_source.items():
         assert n == (1 if originals[cut_id].supervisions[0].speaker == kept else 3)
     for cut in result:  # a copy is its original: same supervision, same stored codes
