@@ -162,18 +162,11 @@ def test_zero_shot_recipe(release, tmp_path):
     assert "pesq" in scores["summary"]["codec resynthesis"]
     assert len((tmp_path / "manifest.jsonl").read_text().splitlines()) == 3
     # the decoding options are checked as tts synthesize checks them, before anything runs
-    bad = subprocess.run([sys.executable, str(script), "--checkpoint", str(directory), "--clips", str(clips),
-                          "--out-dir", str(tmp_path / "bad"), "--top-p", "0"], capture_output=True, text=True,
-                         timeout=600)
-    assert bad.returncode == 2, bad.stderr
-    assert bad.stderr.strip().splitlines()[-1] == ("zero_shot.py: error: argument --top-p: must be above 0 (greedy "
-                                                   "decoding is its own option)")
-    assert not (tmp_path / "bad").exists()
-    slow = subprocess.run([sys.executable, str(script), "--checkpoint", str(directory), "--clips", str(clips),
-                           "--out-dir", str(tmp_path / "bad"), "--speed", "0"], capture_output=True, text=True,
-                          timeout=600)
-    assert slow.returncode == 2 and "Traceback" not in slow.stderr, slow.stderr
-    assert slow.stderr.strip().splitlines()[-1] == ("zero_shot.py: error: argument --speed: must be between 0.25 and "
-                                                    "4.0, got 0.0")
-    assert not (tmp_path / "bad").exists()
-
+    for option, message in [("--top-p", "must be above 0 (greedy decoding is its own option)"),
+                            ("--speed", "must be between 0.25 and 4.0, got 0.0")]:
+        bad = subprocess.run([sys.executable, str(script), "--checkpoint", str(directory), "--clips", str(clips),
+                              "--out-dir", str(tmp_path / "bad"), option, "0"], capture_output=True, text=True,
+                             timeout=600)
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+        assert bad.stderr.strip().splitlines()[-1] == f"zero_shot.py: error: argument {option}: {message}"
+        assert not (tmp_path / "bad").exists()
