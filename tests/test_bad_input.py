@@ -431,11 +431,18 @@ def test_a_codec_config_at_another_rate_is_refused(capsys, tmp_path):
     import json
     import shutil
 
+    from codec import BUNDLED_DIR
+
     assets = tmp_path / "assets"
     shutil.copytree(ROOT / "tts" / "assets" / "valle-mini", assets / "valle-mini")
-    codec = json.loads((assets / "valle-mini" / "config.json").read_text())["codec"]["path"]
-    shutil.copytree((ROOT / "tts" / "assets" / "valle-mini" / codec).resolve(), (assets / "valle-mini" / codec))
-    config = assets / "valle-mini" / codec / "config.json"
+    release_config = assets / "valle-mini" / "config.json"
+    release = json.loads(release_config.read_text())
+    codec = release["codec"]["path"]
+    source = BUNDLED_DIR if codec == "bundled" else (ROOT / "tts" / "assets" / "valle-mini" / codec).resolve()
+    shutil.copytree(source, assets / "codec")
+    release["codec"]["path"] = "../codec"  # a relative path, resolved from the release folder
+    release_config.write_text(json.dumps(release))
+    config = assets / "codec" / "config.json"
     data = json.loads(config.read_text())
     data["sample_rate"] = 16000
     config.write_text(json.dumps(data))
