@@ -431,15 +431,14 @@ def test_a_codec_config_at_another_rate_is_refused(capsys, tmp_path):
     import json
     import shutil
 
-    from codec import BUNDLED_DIR
+    from tts.release import codec_source, load_token_model
 
     assets = tmp_path / "assets"
     shutil.copytree(ROOT / "tts" / "assets" / "valle-mini", assets / "valle-mini")
+    # the codec the bundle names ("bundled" or a path), found as the synthesizer finds it
+    shutil.copytree(codec_source(load_token_model(ROOT / "tts" / "assets" / "valle-mini").codec), assets / "codec")
     release_config = assets / "valle-mini" / "config.json"
     release = json.loads(release_config.read_text())
-    codec = release["codec"]["path"]
-    source = BUNDLED_DIR if codec == "bundled" else (ROOT / "tts" / "assets" / "valle-mini" / codec).resolve()
-    shutil.copytree(source, assets / "codec")
     release["codec"]["path"] = "../codec"  # a relative path, resolved from the release folder
     release_config.write_text(json.dumps(release))
     config = assets / "codec" / "config.json"
