@@ -50,6 +50,32 @@ def load_strict(model: nn.Module, state: Mapping[str, torch.Tensor], source: str
             tensor.copy_(state[name].to(tensor.dtype))
 
 
+def average_states(states: List[Mapping[str, torch.Tensor]], source: str) -> Dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts with the same keys and shapes (checkpoint averaging, as fairseq's
+    ``average_checkpoints.py`` and ESPnet do): floating-point tensors are averaged in float32 and returned in their
+    own dtype; any other tensor (a step counter, an index buffer) must be equal in all of them. An ``InputError``
+    naming ``source`` when they do not fit."""
+    if not states:
+        raise InputError(f"{source}: nothing to average")
+    first, averaged = states[0], {}
+    for other in states[1:]:
+        problems = _key_problems(first, other)
+        problems += [f"{k} has shape {tuple(other[k].shape)}, not {tuple(v.shape)}"
+                     for k, v in first.items() if k in other and other[k].shape != v.shape][:3]
+        if problems:
+            raise InputError(f"{source}: the checkpoints differ: " + "; ".join(problems))
+    for name, tensor in first.items():
+        if tensor.is_floating_point():
+            total = sum(s[name].float() for s in states)
+            averaged[name] = (total / len(states)).to(tensor.dtype)
+        elif all(torch.equal(s[name], tensor) for s in states[1:]):
+            averaged[name] = tensor
+        else:
+            raise InputError(f"{source}: {name} ({tensor.dtype}) differs between the checkpoints and cannot be "
+                             f"averaged")
+    return averaged
+
+
 def _key_problems(expected, found) -> List[str]:
     """``missing N key(s): ...`` of ``expected`` that ``found`` lacks, ``unexpected N key(s): ...`` it has beyond."""
     missing, unexpected = sorted(set(expected) - set(found)), sorted(set(found) - set(expected))

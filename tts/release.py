@@ -23,8 +23,8 @@ from typing import List, Optional, Sequence, Union
 import torch
 from toolkit.errors import InputError
 from toolkit.files import atomic_path, sha256
-from toolkit.weights import (NO_WEIGHTS, WEIGHTS_NAME, has_weights, load_safetensors, load_strict, load_strict_from,
-                             save_weights, weight_files)
+from toolkit.weights import (NO_WEIGHTS, WEIGHTS_NAME, average_states, has_weights, load_safetensors, load_strict,
+                             load_strict_from, save_weights, weight_files)
 from tts.models.base import TokenModel
 from tts.text import SymbolTable
 
@@ -172,14 +172,23 @@ def load_token_model(directory: PathLike, map_location: Union[str, torch.device]
                    directory, rates, reference.get("version"), reference.get("codes_sha256"))
 
 
-def _checkpoint(run: Path, name: Optional[str] = None) -> Path:
+def _checkpoints(run: Path, name: Optional[str] = None, average: int = 1) -> List[Path]:
+    """The checkpoint ``name`` of ``run`` (default: its latest) and the ``average - 1`` checkpoints before it."""
     checkpoints = sorted(p for p in (run / "checkpoints").glob("step-*") if p.is_dir())
     if not checkpoints:
         raise ReleaseError(f"{run} has no checkpoints")
     path = run / "checkpoints" / name if name else checkpoints[-1]
     if not (path / "model.safetensors").is_file():
         raise ReleaseError(f"{path} has no model.safetensors")
-    return path
+    if average < 1:
+        raise ReleaseError(f"cannot average {average} checkpoints")
+    chosen = [p for p in checkpoints if p.name <= path.name][-average:]
+    if len(chosen) < average:
+        raise ReleaseError(f"{run} has {len(chosen)} checkpoint(s) up to {path.name}, not the {average} to average")
+    missing = [p.name for p in chosen if not (p / "model.safetensors").is_file()]
+    if missing:
+        raise ReleaseError(f"{run / 'checkpoints'}: {', '.join(missing)} has no model.safetensors")
+    return chosen
 
 
 def _run_config(run: Path) -> dict:
@@ -195,11 +204,12 @@ def _codec(run: Path) -> str:
 
 def export_runs(runs: Sequence[PathLike], out: PathLike, checkpoint: Optional[str] = None,
                 dtype: Optional[torch.dtype] = None, copy_codec: bool = False,
-                max_shard_bytes: Optional[int] = None) -> List[str]:
+                max_shard_bytes: Optional[int] = None, average: int = 1) -> List[str]:
     """One release from the runs' checkpoints: the whole model of one run, or the stages of several runs of a model
     whose stages train separately (VALL-E's AR and NAR). Each run's latest checkpoint, or ``checkpoint`` (a
-    ``step-*`` name) of each; ``max_shard_bytes`` shards the release's weights. Returns a line per run saying what
-    was taken from it."""
+    ``step-*`` name) of each; ``average`` > 1 takes the mean of the weights of that checkpoint and the ``average - 1``
+    before it (``toolkit.weights.average_states``); ``max_shard_bytes`` shards the release's weights. Returns a line
+    per run saying what was taken from it."""
     from tts.models.registry import model_class
 
     runs, out, lines = [Path(r) for r in runs], Path(out), []
@@ -216,8 +226,11 @@ def export_runs(runs: Sequence[PathLike], out: PathLike, checkpoint: Optional[st
         if config is not None and run_config != config:
             raise ReleaseError(f"{run} trains another model size than {runs[0]}")
         config = run_config
-        path = _checkpoint(run, checkpoint)
-        weights = load_safetensors(path / "model.safetensors")
+        paths = _checkpoints(run, checkpoint, average)
+        weights = load_safetensors(paths[0] / "model.safetensors")
+        if len(paths) > 1:
+            weights = average_states([weights] + [load_safetensors(p / "model.safetensors") for p in paths[1:]],
+                                     source=str(run / "checkpoints"))
         for stage in train["stages"]:
             if stage in stages:
                 raise ReleaseError(f"stage {stage} is trained by more than one of the runs")
@@ -226,7 +239,8 @@ def export_runs(runs: Sequence[PathLike], out: PathLike, checkpoint: Optional[st
             state = weights
         else:
             state.update({k: v for k, v in weights.items() if k.split(".", 1)[0] in train["stages"]})
-        lines.append(f"{run}: {kind.name} {', '.join(train['stages'])} from {path.name}")
+        taken = paths[-1].name if len(paths) == 1 else f"the mean of {', '.join(p.name for p in paths)}"
+        lines.append(f"{run}: {kind.name} {', '.join(train['stages'])} from {taken}")
     model = kind.build(config, [s for s in kind.all_stages if s in stages])
     load_strict(model, state, source=", ".join(str(r) for r in runs))
     save_token_model(model, out, SymbolTable.load(runs[-1] / "symbols.json"), _codec(runs[-1]),

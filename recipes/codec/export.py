@@ -28,33 +28,15 @@ Reads only safetensors and JSON: no training code or optimizer state is needed.
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Sequence
 
 import torch
 
 from codec import CodecConfig, LanguageCodec
-from toolkit.weights import add_shard_size_option, load_safetensors, load_strict
+from toolkit.weights import add_shard_size_option, average_states, load_safetensors, load_strict
 from codec.discriminators import Discriminators
 from toolkit.runs import OneLineParser, run_cli
 from codec.training import discriminator_config, save_discriminators
-
-
-def average_state(states: List[Dict[str, torch.Tensor]], sources: List[str]) -> Dict[str, torch.Tensor]:
-    """The uniform mean of generator states with the same tensors; non-floating tensors must be equal."""
-    first = states[0]
-    for state, source in zip(states[1:], sources[1:]):
-        differ = sorted(set(state) ^ set(first)) or [k for k in first if state[k].shape != first[k].shape]
-        if differ:
-            raise SystemExit(f"error: {source} holds other tensors than {sources[0]}: {', '.join(differ[:3])}")
-    averaged = {}
-    for name, tensor in first.items():
-        if tensor.is_floating_point():
-            averaged[name] = torch.stack([s[name].float() for s in states]).mean(0).to(tensor.dtype)
-        elif all(torch.equal(s[name], tensor) for s in states):
-            averaged[name] = tensor
-        else:
-            raise SystemExit(f"error: {name} differs between the checkpoints averaged, and it is not a weight")
-    return averaged
 
 
 def export(run: Path, out: Path, checkpoint: str = None, dtype: torch.dtype = None,
@@ -75,7 +57,7 @@ def export(run: Path, out: Path, checkpoint: str = None, dtype: torch.dtype = No
                 raise SystemExit(f"error: {other} is a checkpoint of another codec config than {path}")
         sources = [path, *average_with]
         states = [load_safetensors(Path(p) / "model.safetensors") for p in sources]
-        state = average_state(states, list(map(str, sources)))
+        state = average_states(states, source=f"averaging {', '.join(map(str, sources))}")
     load_strict(model, state, source=str(path))
     model.save_pretrained(out, dtype=dtype, max_shard_bytes=max_shard_bytes, version=version)
     if discriminators:  # Accelerate saves the prepared models in order: the generator, then the discriminators

@@ -5,8 +5,11 @@ AR run and a NAR run, merged).
     python recipes/valle/export.py --run runs/valle_ar --run runs/valle_nar --out path/to/release --copy-codec
     python recipes/valle/export.py --run runs/mobilespeech_mini --out path/to/release --dtype float16
     python recipes/valle/export.py --run runs/valle_mini --out path/to/release --shard-size-mb 100
+    python recipes/valle/export.py --run runs/mobilespeech_mini --checkpoint step-00003000 --average 3 --out ...
 
-Each run's latest checkpoint is used (or --checkpoint NAME, applied to every run). Reads only safetensors and JSON.
+Each run's latest checkpoint is used (or --checkpoint NAME, applied to every run). --average N takes the mean of the
+weights of that checkpoint and the N - 1 checkpoints before it (checkpoint averaging: it smooths out the noise between
+neighbouring checkpoints of a run that has not converged). Reads only safetensors and JSON.
 --shard-size-mb N writes the weights as Hugging Face shards (model-00001-of-0000K.safetensors ... with
 model.safetensors.index.json) of at most N MB of tensor data each instead of one model.safetensors.
 """
@@ -27,11 +30,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--checkpoint", help="a step-* folder name (default: the latest of each run)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32")
+    parser.add_argument("--average", type=int, default=1, metavar="N",
+                        help="average the weights of N consecutive checkpoints ending at --checkpoint (default: 1)")
     parser.add_argument("--copy-codec", action="store_true")
     add_shard_size_option(parser)
     args = parser.parse_args()
     for line in export_runs(args.run, args.out, args.checkpoint, getattr(torch, args.dtype), args.copy_codec,
-                            args.max_shard_bytes):
+                            args.max_shard_bytes, average=args.average):
         print(line)
     print(f"release written to {args.out}")
 
