@@ -324,7 +324,8 @@ class Synthesizer:
 
         Each text is split into sentences; all sentences are decoded in batches of ``batch_size``. ``seed`` makes
         sampling reproducible. MobileSpeech: ``steps`` rounds for its first layer, durations divided by ``speed``, and
-        ``sampling.temperature`` (``sampling.greedy``: argmax). Options outside ``LIMITS``, texts of more than
+        ``sampling.temperature`` (``sampling.greedy``: argmax). VALL-E with durations as input follows ``speed`` too
+        (``supports_speed``); other models refuse any speed but 1.0. Options outside ``LIMITS``, texts of more than
         ``max_chars`` characters in all, markup and characters the English frontend cannot speak raise
         ``SynthesisError``.
         """
@@ -335,6 +336,9 @@ class Synthesizer:
         if not all(isinstance(t, str) for t in texts):
             raise SynthesisError("texts must be strings")
         check_synthesis_options(sampling, seed, batch_size, steps, speed, prompt_seconds)
+        if speed != 1.0 and not self.supports_speed:
+            raise SynthesisError(f"this {self.model.name} model cannot follow --speed (only 1.0): it does not "
+                                 f"predict durations")
         check_text(texts, max_chars)
         if not isinstance(prompt, Prompt):
             prompt = self.prepare_prompt(prompt, prompt_text or "", prompt_seconds, sample_rate)

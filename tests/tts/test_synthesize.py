@@ -128,6 +128,7 @@ def test_bad_inputs_are_refused_in_one_line(release, tmp_path, capsys, monkeypat
                           "Hello."],
         "unwritable output": [*base, "--text", "Hello.", "--out", tmp_path / "no" / "such" / "dir.wav"],
         "bad output suffix": [*base, "--text", "Hello.", "--out", tmp_path / "out.txt"],
+        "speed without durations": [*base, "--text", "Hello.", "--speed", "1.5"],  # this VALL-E has no pointer
     }
     monkeypatch.chdir(tmp_path)
     for index, (name, args) in enumerate(cases.items()):

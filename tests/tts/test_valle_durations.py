@@ -131,3 +131,14 @@ def test_decoding_follows_the_pointer_to_the_end_cached_equals_recomputed():
                              torch.Generator().manual_seed(seed), text_starts=torch.tensor([10]))[0].numel()
               for seed in range(3)]
     assert len(set(frames)) > 1 and all(70 < f < 130 for f in frames)  # 50 tokens: 100 frames expected, sd 10
+    # --speed scales the chance of moving: 2.0 makes the 50 % a certainty (one frame a token), 0.5 makes it 25 %
+    fast = model.generate(long, torch.tensor([60]), prompt, [(1, 400)], SamplingConfig(greedy=True),
+                          torch.Generator().manual_seed(0), text_starts=torch.tensor([10]), speed=2.0)[0].numel()
+    slow = [model.generate(long, torch.tensor([60]), prompt, [(1, 400)], SamplingConfig(greedy=True),
+                           torch.Generator().manual_seed(seed), text_starts=torch.tensor([10]), speed=0.5)[0].numel()
+            for seed in range(3)]
+    assert fast == 50 and all(140 < f < 260 for f in slow)  # 200 frames expected, sd 24
+
+
+def test_speed_is_a_property_of_durations_as_input():
+    assert Valle(paced()).supports_speed and not Valle(ValleConfig.tiny(num_symbols=20)).supports_speed

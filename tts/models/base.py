@@ -96,7 +96,8 @@ class TokenModel(nn.Module):
         separable_stages: stages can be trained in separate runs and merged at export (the weights of stage ``s``
             are those under ``s.``).
         needs_prompt_text: generation reads the prompt's transcript.
-        supports_speed: generation follows ``GenerationRequest.speed`` (the others ignore it).
+        supports_speed: generation follows ``GenerationRequest.speed`` (the others ignore it); a model may make it a
+            property of its config.
         joint_sequence: phonemes and audio frames are one sequence to the transformer (so padding both pads it).
         loss_only: outputs that have a loss but no token accuracies.
         progress_keys: training metrics shown on the progress bar.

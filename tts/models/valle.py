@@ -234,7 +234,7 @@ class ValleAR(_Base):
     def generate(self, phonemes: torch.Tensor, phoneme_lens: torch.Tensor, prompt: torch.Tensor,
                  limits: Sequence[Tuple[int, int]], sampling: SamplingConfig,
                  generator: Optional[torch.Generator] = None, use_cache: bool = True,
-                 text_starts: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+                 text_starts: Optional[torch.Tensor] = None, speed: float = 1.0) -> List[torch.Tensor]:
         """Codebook-1 codes for a batch of texts spoken with one acoustic prompt: the model's one decoding path.
 
         Args:
@@ -255,8 +255,9 @@ class ValleAR(_Base):
         allowed only once it is on one of the last ``EOS_MARGIN`` phonemes of the text.
 
         With ``duration_input``: the pointer starts on the text's first token at the first new frame and moves by
-        the advance the model predicts at each frame (``valle_alignment.draw_move``). The end token is masked until
-        the pointer passes the text's end, and chosen then; the length limits' minimum does not apply.
+        the advance the model predicts at each frame (``valle_alignment.draw_move``; ``speed`` scales its chance of
+        moving). The end token is masked until the pointer passes the text's end, and chosen then; the length limits'
+        minimum does not apply.
         """
         b, tt = phonemes.shape
         dev = phonemes.device
@@ -316,7 +317,7 @@ class ValleAR(_Base):
                 break
             step = torch.tensor(step, device=dev)[:, None]
             if paced:
-                pointer, stay = draw_move(pointer, stay, advance, phoneme_lens, self.MAX_STAY, generator)
+                pointer, stay = draw_move(pointer, stay, advance, phoneme_lens, self.MAX_STAY, generator, speed)
                 pointers = torch.cat([pointers, pointer[:, None]], dim=1)
             if guided:
                 windows.append(real & (text >= (position - 1)[:, None])
@@ -436,6 +437,8 @@ class Valle(TokenModel):
     joint_sequence = True  # each stage attends over the phonemes followed by the frames
     progress_keys = ("ar_loss", "ar_accuracy", "nar_loss", "nar_accuracy", "align_accuracy", "advance_accuracy")
 
+    supports_speed = property(lambda self: self.config.duration_input)  # with durations as input the pointer paces
+
     def __init__(self, config: ValleConfig, stages: Sequence[str] = STAGES):
         super().__init__()
         self.config = config
@@ -484,12 +487,13 @@ class Valle(TokenModel):
     @torch.no_grad()
     def generate(self, request: GenerationRequest) -> List[torch.Tensor]:
         """Codes ``[K, T_i]`` per text: the AR's first codebook (``length_limits`` of each text's phoneme count),
-        then the NAR's greedy codebooks 2..K. ``request.phonemes`` hold the prompt's transcript before each text."""
+        then the NAR's greedy codebooks 2..K. ``request.phonemes`` hold the prompt's transcript before each text.
+        ``request.speed`` sets the pace with durations as input (``supports_speed``); without them it is ignored."""
         if self.ar is None or self.nar is None:
             raise ValueError("synthesis needs both stages; this model holds " + ", ".join(self.stages))
         padded, lens = request.padded()
         limits = [length_limits(n, request.frame_rate) for n in request.target_phonemes]
         starts = lens - torch.tensor(list(request.target_phonemes), device=lens.device)
         first = self.ar.generate(padded, lens, request.prompt[0], limits, request.sampling, request.generator,
-                                 text_starts=starts)
+                                 text_starts=starts, speed=request.speed)
         return self.nar.generate(padded, lens, request.prompt, first)

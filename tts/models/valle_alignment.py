@@ -83,15 +83,24 @@ def duration_pointers(durations: Optional[torch.Tensor], known: Optional[torch.T
 
 
 def draw_move(pointer: torch.Tensor, stay: torch.Tensor, advance: torch.Tensor, phoneme_lens: torch.Tensor,
-              max_stay: int, generator: Optional[torch.Generator]) -> Tuple[torch.Tensor, torch.Tensor]:
+              max_stay: int, generator: Optional[torch.Generator],
+              speed: float = 1.0) -> Tuple[torch.Tensor, torch.Tensor]:
     """The pointers ``[B]`` at the next frame: moved by a draw from the advance logits ``[B, max_advance + 1]``, by
     at least one token after ``max_stay`` frames on one, never past the phoneme count; and each item's frames on its
     token (``stay``).
 
     Drawn with ``generator`` even when the codes are greedy: a greedy pointer, one that moved once the probabilities
     of moving summed since its last move reached 1, made speech 2.3 times too long (see docs/valle.md).
+
+    ``speed``: the probability of moving at all is multiplied by it (at most 1), the moves keeping their proportions,
+    so a pointer that would stay a geometric number of frames on a token stays ``1 / speed`` times as long.
     """
-    moves = torch.multinomial(advance.softmax(-1), 1, generator=generator)[:, 0]
+    probs = advance.softmax(-1)
+    if speed != 1.0:
+        moving = 1.0 - probs[:, :1]
+        scaled = (moving * speed).clamp(max=1.0)
+        probs = torch.cat([1.0 - scaled, probs[:, 1:] * (scaled / moving.clamp(min=1e-12))], dim=1)
+    moves = torch.multinomial(probs, 1, generator=generator)[:, 0]
     moves = torch.where((moves == 0) & (stay + 1 >= max_stay), torch.ones_like(moves), moves)
     stay = torch.where(moves == 0, stay + 1, torch.zeros_like(stay))
     return torch.minimum(pointer + moves, phoneme_lens), stay
