@@ -56,18 +56,19 @@ def zero_shot_items(synth, clips: PathLike, jobs: Sequence[Dict[str, str]], audi
     from tts.models.sampling import SamplingConfig
 
     clips, audio_dir = Path(clips), Path(audio_dir)
-    audio_dir.mkdir(parents=True, exist_ok=True)
     items: List[Item] = []
     for i, job in enumerate(tqdm(jobs, desc=f"zero-shot {label}", unit="target")):
         target, prompt = clips / job["target"], clips / job["prompt"]
         stem = Path(job["target"]).stem
-        wav = load_audio(target, synth.sample_rate)
-        resynthesis = synth.codec.decode(synth.codec.encode(wav[None, None]))[0, 0, : wav.numel()]
-        save_audio(audio_dir / f"{stem}.codec.wav", resynthesis, synth.sample_rate)
         prompt_text = synth.transcribe_prompt(prompt) if synth.needs_prompt_text else ""
+        # the model first: options it refuses end the run before anything is written
         generated = synth.synthesize(prompt, job["text"], prompt_text=prompt_text,
                                      sampling=sampling or SamplingConfig(), seed=seed + i, steps=steps,
                                      speed=speed)
+        wav = load_audio(target, synth.sample_rate)
+        resynthesis = synth.codec.decode(synth.codec.encode(wav[None, None]))[0, 0, : wav.numel()]
+        audio_dir.mkdir(parents=True, exist_ok=True)
+        save_audio(audio_dir / f"{stem}.codec.wav", resynthesis, synth.sample_rate)
         save_audio(audio_dir / f"{stem}.{label}.wav", generated, synth.sample_rate)
         items += [
             Item(audio=str(target), text=job["text"], speaker_reference=str(prompt), system="ground truth"),

@@ -171,3 +171,10 @@ def test_zero_shot_recipe(release, tmp_path):
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
         assert bad.stderr.strip().splitlines()[-1] == f"zero_shot.py: error: argument {option}: {message}"
         assert not (tmp_path / "bad").exists()
+    # the decoding options reach the model: this VALL-E has no durations, so it refuses a speed, before any output
+    bad = subprocess.run([sys.executable, str(script), "--checkpoint", str(directory), "--clips", str(clips),
+                          "--out-dir", str(tmp_path / "bad"), "--limit", "1", "--no-dnsmos", "--speed", "1.5"],
+                         capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr, bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("zero_shot.py: error: this valle model cannot follow --speed")
+    assert not (tmp_path / "bad").exists()
