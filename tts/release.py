@@ -51,6 +51,9 @@ class Release:
     # LanguageCodec.codes_sha256 of that codec: another codec with the same digest gives the same codes (a decoder
     # fine-tuned alone), so the model runs on it; None for releases written before it was recorded
     codec_codes_sha256: Optional[str] = None
+    # the speaking-rate calibration of a model that sets its own pace (``TokenModel.supports_speed``): generation runs
+    # at ``speed * pace``, so that speed 1.0 is the rate of real speech (config.json ``"pace"``; older: 1.0)
+    pace: float = 1.0
 
 
 def weights_sha256(codec_path: PathLike) -> Optional[str]:
@@ -80,14 +83,17 @@ def codec_source(codec: str, codec_files: Optional[PathLike] = None) -> Path:
 
 def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTable, codec: str,
                      copy_codec: bool = False, dtype: Optional[torch.dtype] = None,
-                     max_shard_bytes: Optional[int] = None, codec_files: Optional[PathLike] = None) -> Path:
+                     max_shard_bytes: Optional[int] = None, codec_files: Optional[PathLike] = None,
+                     pace: float = 1.0) -> Path:
     """Write a release of a registered token model; ``codec`` is what the training data was tokenized with (a codec
     release directory, an official checkpoint or ``"bundled"``). With ``max_shard_bytes`` the weights are shards of at
     most that many bytes of tensor data plus their index (``toolkit.weights.save_weights``); a copied codec keeps the
     layout it has. ``codec_files``: where that codec's files are when not at ``codec`` (a training pack's copy of
-    the bundled codec, on a machine without the bundle); the release still names ``codec``."""
+    the bundled codec, on a machine without the bundle); the release still names ``codec``. ``pace``: the
+    release's speaking-rate calibration (``Release.pace``), for models that set their own pace."""
     from codec import BUNDLED_DIR, read_release_version
 
+    pace = check_pace(pace, model)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     source = codec_source(codec, codec_files)
@@ -117,9 +123,25 @@ def save_token_model(model: TokenModel, directory: PathLike, symbols: SymbolTabl
     symbols.save(directory / SYMBOLS_NAME)
     config = {"format_version": FORMAT_VERSION, "model_type": model.name, "stages": list(model.stages),
               "config": model.config.to_dict(), "phonemizer": symbols.frontend, "codec": reference}
+    if pace != 1.0:
+        config["pace"] = pace
     with atomic_path(directory / CONFIG_NAME) as tmp:
         tmp.write_text(json.dumps(config, indent=1) + "\n")
     return directory
+
+
+PACE_RANGE = (0.25, 4.0)
+
+
+def check_pace(pace, model: TokenModel) -> float:
+    """``pace`` as a float; a ``ReleaseError`` unless it is a number in ``PACE_RANGE``, and 1.0 for a model that
+    cannot set its own pace."""
+    low, high = PACE_RANGE
+    if isinstance(pace, bool) or not isinstance(pace, (int, float)) or not low <= pace <= high:
+        raise ReleaseError(f"pace must be a number from {low} to {high}, got {pace!r}")
+    if pace != 1.0 and not model.supports_speed:
+        raise ReleaseError(f"this {model.name} model does not set its own pace, so its pace can only be 1.0")
+    return float(pace)
 
 
 def read_release_config(directory: PathLike) -> dict:
@@ -163,13 +185,17 @@ def load_token_model(directory: PathLike, map_location: Union[str, torch.device]
     if model.config.num_symbols != len(symbols):
         raise ReleaseError(f"{directory}: the model has {model.config.num_symbols} symbols, {SYMBOLS_NAME} "
                            f"{len(symbols)}")
+    try:
+        pace = check_pace(data.get("pace", 1.0), model)
+    except ReleaseError as err:
+        raise ReleaseError(f"{directory / CONFIG_NAME}: {err}") from None
     reference = data.get("codec", {})
     path = reference.get("path", "bundled")
     if path != "bundled" and not Path(path).is_absolute():
         path = str(directory / path)
     rates = (reference["sample_rate"], reference["frame_rate"]) if "sample_rate" in reference else None
     return Release(model.to(map_location).eval(), data["model_type"], symbols, path, reference.get("sha256"),
-                   directory, rates, reference.get("version"), reference.get("codes_sha256"))
+                   directory, rates, reference.get("version"), reference.get("codes_sha256"), pace)
 
 
 def _checkpoints(run: Path, name: Optional[str] = None, average: int = 1) -> List[Path]:
@@ -204,12 +230,13 @@ def _codec(run: Path) -> str:
 
 def export_runs(runs: Sequence[PathLike], out: PathLike, checkpoint: Optional[str] = None,
                 dtype: Optional[torch.dtype] = None, copy_codec: bool = False,
-                max_shard_bytes: Optional[int] = None, average: int = 1) -> List[str]:
+                max_shard_bytes: Optional[int] = None, average: int = 1, pace: float = 1.0) -> List[str]:
     """One release from the runs' checkpoints: the whole model of one run, or the stages of several runs of a model
     whose stages train separately (VALL-E's AR and NAR). Each run's latest checkpoint, or ``checkpoint`` (a
     ``step-*`` name) of each; ``average`` > 1 takes the mean of the weights of that checkpoint and the ``average - 1``
-    before it (``toolkit.weights.average_states``); ``max_shard_bytes`` shards the release's weights. Returns a line
-    per run saying what was taken from it."""
+    before it (``toolkit.weights.average_states``); ``max_shard_bytes`` shards the release's weights; ``pace`` is
+    the release's speaking-rate calibration (``Release.pace``). Returns a line per run saying what was taken from
+    it."""
     from tts.models.registry import model_class
 
     runs, out, lines = [Path(r) for r in runs], Path(out), []
@@ -244,5 +271,5 @@ def export_runs(runs: Sequence[PathLike], out: PathLike, checkpoint: Optional[st
     model = kind.build(config, [s for s in kind.all_stages if s in stages])
     load_strict(model, state, source=", ".join(str(r) for r in runs))
     save_token_model(model, out, SymbolTable.load(runs[-1] / "symbols.json"), _codec(runs[-1]),
-                     copy_codec=copy_codec, dtype=dtype, max_shard_bytes=max_shard_bytes)
+                     copy_codec=copy_codec, dtype=dtype, max_shard_bytes=max_shard_bytes, pace=pace)
     return lines

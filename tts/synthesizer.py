@@ -384,8 +384,8 @@ class Synthesizer:
         if not sentences:
             return []
         request = GenerationRequest([s.phonemes for s in sentences], [s.target_phonemes for s in sentences],
-                                    prompt.codes, self.codec.frame_rate, sampling or SamplingConfig(), steps, speed,
-                                    generator)
+                                    prompt.codes, self.codec.frame_rate, sampling or SamplingConfig(), steps,
+                                    speed * self.release.pace, generator)
         with torch.inference_mode():
             codes = self.model.generate(request)
             return [self.codec.decode(c[None])[0, 0].float().cpu().numpy() for c in codes]
