@@ -112,8 +112,8 @@ def add_decoding_options(parser) -> None:
     parser.add_argument("--steps", type=ranged("steps"), default=16,
                         help="MobileSpeech: decoding rounds of the first layer (1 to 256)")
     parser.add_argument("--speed", type=ranged("speed"), default=1.0,
-                        help="speaking rate, durations divided by it (0.25 to 4): MobileSpeech, and VALL-E with "
-                             "durations as input")
+                        help="speaking rate (0.25 to 4), for models that pace themselves: MobileSpeech divides its "
+                             "durations by it, VALL-E with durations as input its time on each phoneme")
 
 
 def sampling_config(args, **extra):

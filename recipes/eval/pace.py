@@ -1,8 +1,8 @@
 """Measure the speaking rate of a token model that sets its own pace (MobileSpeech, VALL-E with durations as input)
 against real speech, and the ``pace`` calibration that would make ``--speed 1.0`` match it.
 
-Each target is a cut of a Lhotse manifest (by default the training manifest's real speakers: no evaluation clip is
-needed); its text is synthesized in the voice of another cut of the same speaker, with the default decoding, and the
+Each target is a cut of a Lhotse manifest (e.g. the real speakers of the training manifest, so that no evaluation clip
+is used); its text is synthesized in the voice of another cut of the same speaker, with the default decoding, and the
 length of the speech is compared with the cut's. The ratio is that of the sums (seconds generated over seconds
 spoken), so long utterances weigh as they sound.
 

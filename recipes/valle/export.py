@@ -8,8 +8,8 @@ AR run and a NAR run, merged).
     python recipes/valle/export.py --run runs/mobilespeech_mini --checkpoint step-00003000 --average 3 --out ...
 
 Each run's latest checkpoint is used (or --checkpoint NAME, applied to every run). --average N takes the mean of the
-weights of that checkpoint and the N - 1 checkpoints before it (checkpoint averaging: it smooths out the noise between
-neighbouring checkpoints of a run that has not converged). --pace P records a speaking-rate calibration in the release
+weights of that checkpoint and the N - 1 checkpoints before it (checkpoint averaging, as fairseq and ESPnet offer;
+docs/mobilespeech.md has what it measured on the mini runs). --pace P records a speaking-rate calibration in the release
 (config.json "pace"): a model that sets its own pace (MobileSpeech, VALL-E with durations as input) then generates at
 speed times P, so that speed 1.0 matches real speech (recipes/eval/pace.py measures it). Reads only safetensors and
 JSON.
