@@ -9,11 +9,12 @@ reads its own part of the corpus, and its sampler does not split again (``Opened
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List
+from typing import Iterable, List
 
 from toolkit.errors import InputError
 
@@ -72,3 +73,10 @@ def beside(path: os.PathLike, name: str) -> Path:
     candidates = [path.parent / name] + ([path.parent.parent / name, path.parent.parent.parent / name]
                                          if path.is_dir() else [])
     return next((c for c in candidates if c.is_file()), candidates[0])
+
+
+def speaker_matches(cut, patterns: Iterable[str]) -> bool:
+    """Whether the speaker of ``cut``'s first supervision ("" when none) matches any of the shell-style ``patterns``
+    (case-sensitive, e.g. ``espeak*``): the ``--except-speakers`` option of the recipes."""
+    speaker = (cut.supervisions[0].speaker if cut.supervisions else "") or ""
+    return any(fnmatch.fnmatchcase(speaker, pattern) for pattern in patterns)

@@ -18,26 +18,27 @@ the measured ratio. The prompt's transcript is transcribed offline (pocketsphinx
 from __future__ import annotations
 
 import argparse
-import fnmatch
 import random
 import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from toolkit.cuts import speaker_matches  # noqa: E402
 from toolkit.runs import OneLineParser, run_cli  # noqa: E402
 from tts.cli import add_decoding_options, sampling_config  # noqa: E402
 from tts.synthesizer import Synthesizer  # noqa: E402
 
 
-def whole_recordings(cuts, except_speakers: str):
+def whole_recordings(cuts, except_speakers: Sequence[str]):
     """(speaker, cut) of the cuts that are a whole single-file recording with a transcript, outside the speakers
-    matching ``except_speakers`` (fnmatch; empty: none excluded)."""
+    matching ``except_speakers`` (shell-style patterns; none: every speaker)."""
     out = []
     for cut in cuts:
         sup = cut.supervisions[0] if cut.supervisions else None
@@ -46,13 +47,13 @@ def whole_recordings(cuts, except_speakers: str):
             continue
         if cut.start > 0 or abs(cut.duration - rec.duration) > 0.01 or not Path(rec.sources[0].source).is_file():
             continue
-        if except_speakers and fnmatch.fnmatch(sup.speaker or "", except_speakers):
+        if speaker_matches(cut, except_speakers):
             continue
         out.append((sup.speaker or "", cut))
     return out
 
 
-def pairs(cuts, except_speakers: str, limit: int, seed: int):
+def pairs(cuts, except_speakers: Sequence[str], limit: int, seed: int):
     """Up to ``limit`` (target cut, prompt cut) of one speaker each, drawn with ``seed``, speakers in turn."""
     by_speaker = defaultdict(list)
     for speaker, cut in whole_recordings(cuts, except_speakers):
@@ -77,8 +78,8 @@ def main() -> int:
     parser.add_argument("--checkpoint", type=Path, help="a release directory (default: the bundled model)")
     parser.add_argument("--model", help="valle or mobilespeech (default: the checkpoint's)")
     parser.add_argument("--cuts", type=Path, required=True, help="a Lhotse cut manifest with transcripts")
-    parser.add_argument("--except-speakers", default="", metavar="PATTERN",
-                        help="leave out the speakers matching this fnmatch pattern (e.g. 'espeak*')")
+    parser.add_argument("--except-speakers", action="append", default=[], metavar="PATTERN",
+                        help="leave out the speakers matching this shell-style pattern (e.g. 'espeak*'; repeatable)")
     parser.add_argument("--limit", type=int, default=24, help="targets to synthesize (default 24)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
@@ -87,11 +88,11 @@ def main() -> int:
     if args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
     torch.set_num_threads(args.threads)
-    from lhotse import CutSet
+    from lhotse import load_manifest_lazy
 
     if not args.cuts.is_file():
         parser.error(f"--cuts {args.cuts} does not exist")
-    jobs = pairs(CutSet.from_file(args.cuts), args.except_speakers, args.limit, args.seed)
+    jobs = pairs(load_manifest_lazy(args.cuts), args.except_speakers, args.limit, args.seed)
     if not jobs:
         parser.error(f"no speaker in {args.cuts} has two whole recordings with transcripts")
     synth = Synthesizer.from_pretrained(args.checkpoint, args.model)

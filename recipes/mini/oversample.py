@@ -14,13 +14,13 @@ Prints a JSON summary (cuts and hours, before and after); the output is written 
 """
 
 import argparse
-import fnmatch
 import json
 import random
 from pathlib import Path
 
 from lhotse import CutSet, load_manifest_lazy
 
+from toolkit.cuts import speaker_matches
 from toolkit.files import atomic_path
 from toolkit.runs import run_cli
 
@@ -32,8 +32,7 @@ def oversample(cuts, times: int, except_speakers=(), seed: int = 0) -> CutSet:
         raise ValueError(f"--times must be at least 1, got {times}")
     kept, repeated = [], []
     for cut in cuts:
-        speaker = (cut.supervisions[0].speaker if cut.supervisions else "") or ""
-        if any(fnmatch.fnmatchcase(speaker, pattern) for pattern in except_speakers):
+        if speaker_matches(cut, except_speakers):
             kept.append(cut)
         else:
             repeated.append(cut)
