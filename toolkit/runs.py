@@ -2,7 +2,7 @@
 
 - ``CheckpointStore``: Accelerate's ``save_state`` plus the loop's own JSON state (step, sampler position, schedulers)
   in a temporary folder renamed when complete; the last N are kept; ``load`` restores both.
-- ``warmup_cosine``: the learning-rate factor of both loops.
+- ``warmup_cosine``: the learning-rate factor of both loops; ``warmup_stable_decay`` the token models' alternative.
 - ``agree_finite``: every rank learns whether any rank saw a non-finite loss, so all skip the same update.
 """
 
@@ -32,6 +32,22 @@ def warmup_cosine(max_steps: int, warmup: int, min_ratio: float = 0.0):
             return (step + 1) / warmup
         progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
         return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def warmup_stable_decay(max_steps: int, warmup: int, decay_steps: int, min_ratio: float = 0.0):
+    """Linear warm-up over ``warmup`` steps, the peak held, then a linear decay to ``min_ratio`` of it over the last
+    ``decay_steps`` steps before ``max_steps`` (the warmup-stable-decay schedule of MiniCPM's report, with a linear
+    decay). Until its decay starts the rate does not depend on ``max_steps``, so a run's checkpoint can be continued
+    with a decay at any step."""
+    start = max_steps - decay_steps
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        if step < start:
+            return 1.0
+        return 1.0 - (1.0 - min_ratio) * min(1.0, (step - start + 1) / max(1, decay_steps))
     return factor
 
 

@@ -24,7 +24,7 @@ from torch import nn
 from toolkit.engine import RunConfig, Trainer, add_run_arguments, open_pack, process_rank, run_budget, start_run
 from toolkit.config import build, preset_section, read_run_file
 from toolkit.cuts import beside, open_cuts
-from toolkit.runs import LOOP_FIELDS, NonFiniteLossError, agree_finite, warmup_cosine
+from toolkit.runs import LOOP_FIELDS, NonFiniteLossError, agree_finite, warmup_cosine, warmup_stable_decay
 from tts.data.dataset import Curriculum, PromptPool, TokenBatch, TokenDataset, check_curriculum, cut_codes, \
     make_sampler
 from tts.models.base import TokenModel
@@ -50,7 +50,11 @@ class TokenTrainConfig(RunConfig):
         other_utterance_prob: chance that the prompt is instead the start of another training utterance of the same
             speaker (0: always a prefix). The pool holds references to stored codes, not cuts (``PromptPool``).
         frame_rate: the codec's frames per second.
-        min_lr_ratio: the cosine decay ends at this fraction of ``learning_rate``.
+        min_lr_ratio: the decay ends at this fraction of ``learning_rate``.
+        decay_steps: 0: after the warm-up, a cosine decay to ``max_steps``. N > 0: the peak rate held after the
+            warm-up, then a linear decay over the last N steps before ``max_steps`` (``warmup_stable_decay``). A
+            checkpoint of the held phase can then be finished with a decay: copy its run folder and resume the copy
+            with ``train.max_steps`` set N steps after it.
         validation_batches: validation batches per validation (0: all).
         curriculum: a short-utterance curriculum, ``[[epochs, max_seconds], ...]``: the first stage's epochs draw
             only the cuts of at most its seconds, then the next stage's, then every cut (``Curriculum``). Empty: none.
@@ -68,6 +72,7 @@ class TokenTrainConfig(RunConfig):
     betas: tuple = (0.9, 0.95)
     warmup_steps: int = 1000
     min_lr_ratio: float = 0.05
+    decay_steps: int = 0
     grad_accumulation: int = 1
     validation_batches: int = 20
     curriculum: tuple = ()
@@ -76,12 +81,15 @@ class TokenTrainConfig(RunConfig):
         **LOOP_FIELDS, "max_duration": "positive number", "num_buckets": "positive int",
         "prompt_seconds": "number >= 0", "other_utterance_prob": "number in [0, 1]",
         "frame_rate": "positive int", "warmup_steps": "int >= 0",
-        "min_lr_ratio": "number in [0, 1]", "grad_accumulation": "positive int", "validation_batches": "int >= 0",
+        "min_lr_ratio": "number in [0, 1]", "decay_steps": "int >= 0", "grad_accumulation": "positive int",
+        "validation_batches": "int >= 0",
     }
 
     def __post_init__(self):
         super().__post_init__()
         object.__setattr__(self, "curriculum", check_curriculum(self.curriculum))
+        if self.decay_steps > self.max_steps:
+            raise ValueError(f"train.decay_steps ({self.decay_steps}) is more than train.max_steps ({self.max_steps})")
 
 
 
@@ -157,8 +165,10 @@ class TokenTrainer(Trainer):
                                            lr=config.learning_rate, betas=tuple(config.betas),
                                            fused=config.fused_optimizer or None)
         # Stepped here once per optimizer step (Accelerate would step a prepared scheduler once per process).
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_cosine(config.max_steps, config.warmup_steps, config.min_lr_ratio))
+        c = config
+        schedule = (warmup_stable_decay(c.max_steps, c.warmup_steps, c.decay_steps, c.min_lr_ratio) if c.decay_steps
+                    else warmup_cosine(c.max_steps, c.warmup_steps, c.min_lr_ratio))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         pool = PromptPool(train_cuts) if config.other_utterance_prob > 0 else None
         self.dataset = TokenDataset(symbols, frame_rate=config.frame_rate, prompt_seconds=config.prompt_seconds,
                                     other_utterance_prob=config.other_utterance_prob, prompt_pool=pool,
@@ -269,7 +279,13 @@ class TokenTrainer(Trainer):
         return {"scheduler": self.scheduler.state_dict()}
 
     def load_extra_state(self, state: dict) -> None:
-        self.scheduler.load_state_dict(state["scheduler"])
+        sched = self.scheduler
+        sched.load_state_dict(state["scheduler"])
+        # The next step's rate is this run's schedule's, which may differ from the checkpoint's (a decay started from a
+        # held checkpoint); LambdaLR would apply it only from the step after, the optimizer holding the saved rate.
+        for group, base, factor in zip(sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas):
+            group["lr"] = base * factor(sched.last_epoch)
+        sched._last_lr = [group["lr"] for group in sched.optimizer.param_groups]
 
     def init_from(self, source: Union[str, os.PathLike]) -> Dict[str, object]:
         """Start this run from a token-model release instead of a random init: fine-tuning on other data, or

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from tts.models.base import GenerationRequest
 from tts.models.sampling import SamplingConfig, length_limits
 from tts.release import ReleaseError, export_runs, load_token_model
 from tts.text import SymbolTable
+from toolkit.runs import warmup_stable_decay
 from tts.training import NonFiniteLossError, TokenTrainer, load_token_train_config, main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -124,6 +126,34 @@ def test_curriculum_run_resumes_exactly(built, tmp_path):
     resumed_like_unbroken(config, cuts, symbols, codec, tmp_path)
     with pytest.raises(ValueError, match=r"train.curriculum must be a list of \[epochs, max_seconds\] pairs"):
         tiny(symbols, "train.curriculum=[[0, 3]]")
+
+
+def test_warmup_stable_decay_schedule():
+    factor = warmup_stable_decay(10, 2, 4, 0.1)
+    assert [round(factor(s), 6) for s in range(11)] == [0.5, 1, 1, 1, 1, 1, 0.775, 0.55, 0.325, 0.1, 0.1]
+
+
+def test_a_held_checkpoint_finished_with_a_decay_equals_a_run_planned_with_it(built, tmp_path):
+    """A checkpoint of the held phase, copied and resumed with ``max_steps`` two steps later, decays as a run planned
+    that way from the start does: the same weights at the end, and the last rate at ``min_lr_ratio``."""
+    cuts, symbols, codec = data(built)
+    common = ["train.max_duration=6", "train.checkpoint_every=3", "train.warmup_steps=1", "train.min_lr_ratio=0.1"]
+    planned = tiny(symbols, *common, "train.max_steps=5", "train.decay_steps=2")
+    unbroken = TokenTrainer(planned, cuts, symbols, tmp_path / "planned", codec=str(codec))
+    unbroken.train()
+    held = TokenTrainer(tiny(symbols, *common, "train.max_steps=100", "train.decay_steps=2"), cuts, symbols,
+                        tmp_path / "held", codec=str(codec))
+    held.train(stop_after=3)
+    assert held.scheduler.get_last_lr() == [planned.learning_rate] * 2
+    shutil.copytree(tmp_path / "held", tmp_path / "branch")
+    branch = TokenTrainer(planned, cuts, symbols, tmp_path / "branch", codec=str(codec))
+    assert branch.resume() and branch.step == 3
+    branch.train()
+    a, b = weights(unbroken), weights(branch)
+    assert branch.step == 5 and all(torch.equal(a[k], b[k]) for k in a)
+    assert branch.scheduler.get_last_lr() == pytest.approx([0.1 * planned.learning_rate] * 2)
+    with pytest.raises(ValueError, match=r"train.decay_steps \(9\) is more than train.max_steps \(5\)"):
+        tiny(symbols, "train.max_steps=5", "train.decay_steps=9")
 
 
 def test_nonfinite_losses_are_skipped_then_stop(built, tmp_path, monkeypatch):
