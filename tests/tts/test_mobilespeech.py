@@ -113,13 +113,18 @@ def test_overfits_and_decodes(built):
         assert codes.shape == (8, int(n)) and codes.min() >= 0 and codes.max() < 64
 
 
-def test_first_layer_samples_within_top_k_and_top_p():
+def untrained_inputs():
+    """An untrained tiny model, two texts of 6 and 4 phonemes, a 30-frame prompt and 3 frames per phoneme."""
     torch.manual_seed(0)
     model = MobileSpeech(MobileSpeechConfig.tiny(20)).eval()
-    k, v = model.config.num_codebooks, model.config.codebook_size
+    prompt = torch.randint(0, model.config.codebook_size, (model.config.num_codebooks, 30))
     phonemes, lens = torch.randint(1, 20, (2, 6)), torch.tensor([6, 4])
-    prompt = torch.randint(0, v, (k, 30))
-    durations = torch.tensor([[3] * 6, [3] * 4 + [0] * 2])
+    return model, phonemes, lens, prompt, torch.tensor([[3] * 6, [3] * 4 + [0] * 2])
+
+
+def test_first_layer_samples_within_top_k_and_top_p():
+    model, phonemes, lens, prompt, durations = untrained_inputs()
+    k = model.config.num_codebooks
 
     def decode(seed, **options):
         return model.decode(phonemes, lens, prompt, steps=4, durations=durations,
@@ -130,6 +135,42 @@ def test_first_layer_samples_within_top_k_and_top_p():
     assert all(torch.equal(x, y) for x, y in zip(decode(1, top_k=1), decode(2, top_k=1)))
     assert all(torch.equal(x, y) for x, y in zip(decode(1, top_p=1e-6), decode(2, top_k=1)))
     assert [tuple(c.shape) for c in decode(3, top_k=5, top_p=0.5)] == [(k, 18), (k, 12)]
+
+
+def test_given_layers_are_kept_and_condition_the_rest():
+    """Teacher forcing for the oracle diagnostics: given first layers come back as they are (within each item's
+    length) and the later layers are decoded from them; given codes without durations are refused."""
+    model, phonemes, lens, prompt, durations = untrained_inputs()
+    k, v = model.config.num_codebooks, model.config.codebook_size
+    given = torch.randint(0, v, (2, 2, 20))  # longer than the 18 frames: the surplus is ignored
+    out = model.decode(phonemes, lens, prompt, steps=4, durations=durations, given=given)
+    assert [tuple(c.shape) for c in out] == [(k, 18), (k, 12)]
+    assert torch.equal(out[0][:2], given[0, :, :18]) and torch.equal(out[1][:2], given[1, :, :12])
+    other = model.decode(phonemes, lens, prompt, steps=4, durations=durations, given=(given + 1) % v)
+    assert not torch.equal(out[0][2:], other[0][2:])  # the later layers read the given ones
+    with pytest.raises(ValueError, match="durations"):
+        model.decode(phonemes, lens, prompt, given=given)
+    with pytest.raises(ValueError, match="given codes must be"):
+        model.decode(phonemes, lens, prompt, durations=durations, given=given[:, :, :10])
+
+
+def test_first_layer_validation_does_not_depend_on_the_draws(built):
+    """``smd_first`` scores the wholly masked first layer on every frame past a prefix prompt, so two runs that draw
+    layers and masks differently (``layer_decay``, ``alpha``) compare on it."""
+    cuts, symbols, _ = data(built)
+    batch = TokenDataset(symbols)[CutSet.from_cuts(list(cuts)[:4])]
+    torch.manual_seed(0)
+    a = MobileSpeech(MobileSpeechConfig.tiny(len(symbols))).eval()
+    b = MobileSpeech(dataclasses.replace(a.config, layer_decay=0.3, alpha=0.2)).eval()
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        out_a, out_b = a.validation_outputs(batch, 0), b.validation_outputs(batch, 0)
+    assert [set(o) for o in out_a] == [{"smd", "duration", "aligner"}, {"smd_first"}]
+    first_a, first_b = out_a[1]["smd_first"], out_b[1]["smd_first"]
+    assert torch.equal(first_a.loss, first_b.loss) and torch.equal(first_a.accuracy, first_b.accuracy)
+    assert not torch.equal(out_a[0]["smd"].loss, out_b[0]["smd"].loss)
+    prefix = int((batch.prompt_lens * batch.prompt_is_prefix).sum())
+    assert first_a.tokens == int(batch.code_lens.sum()) - prefix
 
 
 def test_config_files(built):
@@ -157,7 +198,8 @@ def test_training_resumes_exactly_and_the_release_speaks(built, tmp_path):
                                       "train.checkpoint_every=3", "train.warmup_steps=2"])
     _, resumed = resumed_like_unbroken(config, cuts, symbols, codec, tmp_path)
     results = resumed.validate(cuts)
-    assert {"valid/smd_loss", "valid/smd_accuracy", "valid/duration_loss"} <= set(results)
+    assert {"valid/smd_loss", "valid/smd_accuracy", "valid/duration_loss", "valid/smd_first_loss",
+            "valid/smd_first_accuracy"} <= set(results)
     # the jointly trained aligner only scores cuts without stored durations
     stored = [c for c in cuts if "durations" in (c.supervisions[0].custom or {})]
     assert "valid/aligner_loss" not in resumed.validate(CutSet.from_cuts(stored[:8]))

@@ -241,19 +241,29 @@ class MobileSpeech(TokenModel):
         durations[todo] = F.pad(alignment.durations, (0, durations.shape[1] - n)).to(durations.dtype)
         return durations, alignment.loss, int(num_frames.sum())
 
+    def _context(self, batch: TokenBatch):
+        """``(durations, aligner loss, aligned frames, text states, prompt memory, its mean, its mask, regulated
+        frames)`` of a batch: what every masked prediction on it shares."""
+        durations, aligner_loss, aligned_frames = self.batch_durations(batch)
+        text = self.encode_text(batch.phonemes, batch.phoneme_lens)
+        memory, summary, memory_mask = self.encode_prompt(batch.prompt_codes, batch.prompt_lens)
+        frames = length_regulate(text, durations, batch.codes.shape[2])
+        return durations, aligner_loss, aligned_frames, text, memory, summary, memory_mask, frames
+
+    def _prefix(self, batch: TokenBatch) -> torch.Tensor:
+        """``[B, T]``: the frames a prefix prompt holds (nothing to predict there)."""
+        return lengths_mask(batch.prompt_lens, batch.codes.shape[2]) & batch.prompt_is_prefix[:, None]
+
     def forward(self, batch: TokenBatch, generator: Optional[torch.Generator] = None) -> Dict[str, StageOutput]:
         """Losses on a batch: ``smd`` (masked tokens of the drawn layer), ``duration`` and ``aligner``."""
         cfg = self.config
         codes, lens = batch.codes, batch.code_lens
         b, k, t = codes.shape
         device = codes.device
-        durations, aligner_loss, aligned_frames = self.batch_durations(batch)
-        text = self.encode_text(batch.phonemes, batch.phoneme_lens)
-        memory, summary, memory_mask = self.encode_prompt(batch.prompt_codes, batch.prompt_lens)
+        durations, aligner_loss, aligned_frames, text, memory, summary, memory_mask, frames = self._context(batch)
         predicted = self.durations(text, summary)
         valid_p = lengths_mask(batch.phoneme_lens, batch.phonemes.shape[1])
         duration_loss = F.mse_loss(predicted[valid_p], torch.log1p(durations[valid_p].float()))
-        frames = length_regulate(text, durations, t)
 
         def rand(*shape):
             return torch.rand(*shape, generator=generator, device="cpu").to(device)
@@ -266,8 +276,7 @@ class MobileSpeech(TokenModel):
         valid_t = lengths_mask(lens, t)
         masked = (rand(b, t) < ratio[:, None]) & valid_t
         if batch.prompt_is_prefix.any():  # the prompt holds those frames: nothing to predict there
-            prefix = lengths_mask(batch.prompt_lens, t) & batch.prompt_is_prefix[:, None]
-            masked = masked & ~prefix
+            masked = masked & ~self._prefix(batch)
         # at least one masked frame per item (the first valid one past the prompt, if the draw masked none)
         none = ~masked.any(1)
         if none.any():
@@ -288,6 +297,23 @@ class MobileSpeech(TokenModel):
             "aligner": StageOutput(cfg.aligner_weight * aligner_loss, zero, zero, aligned_frames),
         }
 
+    def validation_outputs(self, batch: TokenBatch, index: int) -> List[Dict[str, StageOutput]]:
+        """The training losses (drawn the same way at every validation), and ``smd_first``: the first layer wholly
+        masked, predicted in one pass. The first layer is what intelligibility waits for (``recipes/eval/oracle.py``,
+        docs/mobilespeech.md), and ``smd_first`` does not depend on how a run draws layers and masks, so runs with
+        other ``layer_decay`` or ``alpha`` compare on it."""
+        out = super().validation_outputs(batch, index)
+        _, _, _, _, memory, _, memory_mask, frames = self._context(batch)
+        codes, lens = batch.codes, batch.code_lens
+        prefix = self._prefix(batch)
+        scored = lengths_mask(lens, codes.shape[2]) & ~prefix
+        inputs = torch.full_like(codes, self.mask_id)
+        inputs[:, 0] = torch.where(prefix, codes[:, 0], inputs[:, 0])  # as training's wholly masked first layer
+        layer = torch.zeros_like(lens)
+        logits = self.decode_logits(frames, inputs, layer, lens, memory, memory_mask)
+        target = torch.where(scored, codes[:, 0], torch.full_like(codes[:, 0], IGNORE))
+        return out + [{"smd_first": token_metrics(logits, target)}]
+
     # Inference ----------------------------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -306,7 +332,7 @@ class MobileSpeech(TokenModel):
     def decode(self, phonemes: torch.Tensor, lens: torch.Tensor, prompt: torch.Tensor, steps: int = 16,
                  later_steps: int = 1, temperature: float = 1.0, speed: float = 1.0,
                  durations: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
-                 top_k: int = 0, top_p: float = 1.0) -> List[torch.Tensor]:
+                 top_k: int = 0, top_p: float = 1.0, given: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
         """Codes ``[K, T_i]`` per text.
 
         Args:
@@ -316,7 +342,11 @@ class MobileSpeech(TokenModel):
             temperature: sampling temperature of layer 1's rounds (0: greedy); later layers are greedy.
             top_k, top_p: layer 1 samples from each frame's top-k tokens and top-p nucleus (0 and 1.0: all tokens).
             durations: ``[B, N]`` to use instead of the predictor's.
+            given: ``[B, J, >=T]`` codes of the first J layers to keep instead of decoding them (teacher forcing, for
+                diagnostics: ``recipes/eval/oracle.py``); needs ``durations``, T being their sum.
         """
+        if given is not None and durations is None:
+            raise ValueError("given codes need the durations they were spoken with")
         b = phonemes.shape[0]
         k = self.config.num_codebooks
         device = phonemes.device
@@ -330,7 +360,13 @@ class MobileSpeech(TokenModel):
         frames = length_regulate(text, durations, t)
         valid = lengths_mask(totals, t)
         codes = torch.full((b, k, t), self.mask_id, dtype=torch.long, device=device)
-        for j in range(k):
+        first = 0
+        if given is not None:
+            if given.dim() != 3 or given.shape[0] != b or given.shape[1] > k or given.shape[2] < t:
+                raise ValueError(f"given codes must be [{b}, <={k}, >={t}], not {list(given.shape)}")
+            first = given.shape[1]
+            codes[:, :first] = torch.where(valid[:, None], given[:, :, :t].to(device), codes[:, :first])
+        for j in range(first, k):
             rounds = steps if j == 0 else later_steps
             layer = torch.full((b,), j, dtype=torch.long, device=device)
             unknown = valid.clone()

@@ -1,0 +1,57 @@
+"""``recipes/eval/oracle.py``: a MobileSpeech release decoding held-out cuts with parts of the truth given."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import tiny_release
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSTEMS = ["ground truth", "codec", "codec, layer 1", "layer 1 given", "durations given", "model"]
+
+
+def oracle(*args):
+    return subprocess.run([sys.executable, str(ROOT / "recipes" / "eval" / "oracle.py"), "--threads", "1",
+                           "--no-dnsmos", *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def test_oracle_scores_every_system(built, tmp_path):
+    _, config, _ = built
+    release = tiny_release(tmp_path, "mobilespeech")
+    out = tmp_path / "out"
+    proc = oracle("--checkpoint", release, "--cuts", config.work_dir / "cuts_train.jsonl.gz", "--limit", 2,
+                  "--steps", 2, "--out-dir", out)
+    assert proc.returncode == 0, proc.stderr
+    scores = json.loads((out / "scores.json").read_text())
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["system"] for r in rows] == SYSTEMS * 2
+    assert all(Path(r["audio"]).is_file() for r in rows)
+    assert set(scores["summary"]) == set(SYSTEMS) and scores["summary"]["codec"]["items"] == 2, scores["summary"]
+    # the oracle rows keep the truth's length: given durations sum to the cut's frames
+    import soundfile as sf
+
+    first = [sf.info(r["audio"]).frames for r in rows[:6]]
+    assert first[1] == first[2] == first[3] == first[4], first
+
+
+def test_oracle_refuses_what_it_cannot_use(built, tmp_path):
+    _, config, _ = built
+    valle = tiny_release(tmp_path / "v", "valle")
+    cuts = config.work_dir / "cuts_train.jsonl.gz"
+    proc = oracle("--checkpoint", valle, "--cuts", cuts, "--out-dir", tmp_path / "no")
+    assert proc.returncode == 2 and "the oracles need MobileSpeech" in proc.stderr.strip().splitlines()[-1]
+    bare = tmp_path / "bare.jsonl.gz"  # the same cuts without their stored durations
+    with gzip.open(cuts, "rt") as f, gzip.open(bare, "wt") as g:
+        for line in f:
+            cut = json.loads(line)
+            for sup in cut["supervisions"]:
+                (sup.get("custom") or {}).pop("durations", None)
+            g.write(json.dumps(cut) + "\n")
+    ms = tiny_release(tmp_path / "m", "mobilespeech")
+    proc = oracle("--checkpoint", ms, "--cuts", bare, "--out-dir", tmp_path / "no")
+    assert proc.returncode != 0 and "no cut of" in proc.stderr.strip().splitlines()[-1], proc.stderr
+    assert not (tmp_path / "no" / "scores.json").exists()
