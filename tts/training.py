@@ -156,6 +156,10 @@ class TokenTrainer(Trainer):
         ddp = DistributedDataParallelKwargs(find_unused_parameters=self.kind.unused_parameters(config.stages))
         super().__init__(config, out_dir, config.model_type, accelerator, log_with, tracker_kwargs, [ddp])
         model = build_model(config)
+        if model.needs_codebooks():
+            from tts.release import codec_source
+
+            model.use_codebooks(codec_codebooks(codec_source(codec, codec_files)))
         # Weight decay on linear weights only: not on embeddings, norms (AdaLN tables included) or biases.
         linear = {id(m.weight) for m in model.modules() if isinstance(m, nn.Linear)}
         decay = [p for p in model.parameters() if id(p) in linear]
@@ -292,7 +296,8 @@ class TokenTrainer(Trainer):
         continuing a bundled model whose run folder is gone.
 
         ``source`` is a release directory or ``"bundled"`` (the bundled release of this run's model type). The
-        release must hold a model of this run's type and architecture (its config may differ only in dropout), every
+        release must hold a model of this run's type and architecture (its config may differ only in dropout and in
+        the fields its config class lists as ``training_only``: loss weights and how training draws), every
         stage this run trains (a VALL-E release of both stages can start an AR-only run), and this run's symbol
         table. Its codec may differ from the one the run's codes come from (a model carried over to a new codec):
         the returned info says whether it does (``same_codec``; a codec whose decoder alone differs gives the same
@@ -307,8 +312,9 @@ class TokenTrainer(Trainer):
         release = load_token_model(path)
         if release.model_type != self.config.model_type:
             raise ValueError(f"{path} holds a {release.model_type} model; this run trains {self.config.model_type}")
+        free = getattr(self.config.model, "training_only", ())  # loss weights and draws, not weights
         differ = [key for key in differing_fields(release.model.config.to_dict(), self.config.model.to_dict())
-                  if "dropout" not in key.rsplit(".", 1)[-1]]
+                  if "dropout" not in key.rsplit(".", 1)[-1] and key not in free]
         if differ:
             raise ValueError(f"{path} has another architecture than this run's model: {', '.join(differ)} differ")
         if release.symbols.symbols != self.symbols.symbols:
@@ -369,6 +375,14 @@ def codec_dimensions(codec: str) -> Dict[str, int]:
     model = load_codec(None if codec == "bundled" else Path(codec))
     return {"num_codebooks": model.num_codebooks, "codebook_size": model.codebook_size,
             "frame_rate": model.frame_rate}
+
+
+def codec_codebooks(codec: os.PathLike) -> torch.Tensor:
+    """The codewords ``[K, C, D]`` of a codec's quantizer layers (a release directory or official checkpoint)."""
+    from codec import load_codec
+
+    quantizer = load_codec(Path(codec)).quantizer
+    return torch.stack([layer.codebook.embed.detach().float() for layer in quantizer.layers])
 
 
 def main(description: Optional[str] = None, argv: Optional[Sequence[str]] = None) -> None:

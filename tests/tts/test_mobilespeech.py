@@ -245,3 +245,49 @@ def test_documented_commands(built, tmp_path):
     accelerate_launch(train, tmp_path, "--set", "train.max_steps=3", "--wandb", "disabled")
     audio, rate = synthesize_documented(synthesize, next(iter(cuts)), tmp_path)
     assert rate == 24000 and audio.size > 0
+
+
+def test_neighbour_targets_in_the_loss():
+    from tts.models.base import IGNORE, token_metrics
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 5, 16)
+    target = torch.randint(0, 16, (2, 5))
+    target[1, 4] = IGNORE
+    plain = token_metrics(logits, target)
+    near = torch.randint(0, 16, (2, 5, 3))
+    assert torch.equal(token_metrics(logits, target, near, 0.0).loss, plain.loss)
+    # neighbours that are the target itself change nothing
+    same = token_metrics(logits, target, target.clamp(min=0)[..., None].expand(-1, -1, 3), 0.7)
+    assert torch.allclose(same.loss, plain.loss)
+    mixed = token_metrics(logits, target, near, 0.25)
+    logp = logits.log_softmax(-1)[target != IGNORE]
+    expected = -(0.75 * logp.gather(-1, target[target != IGNORE][:, None])[:, 0]
+                 + 0.25 * logp.gather(-1, near[target != IGNORE]).mean(-1)).mean()
+    assert torch.allclose(mixed.loss, expected)
+    assert torch.equal(mixed.accuracy, plain.accuracy) and mixed.tokens == plain.tokens == 9
+
+
+def test_codeword_neighbours_train_the_first_layer(built):
+    """``neighbours`` k: the k nearest codewords of each token, itself first, from the codec's codewords; the SMD
+    loss spreads part of each target over them; without the codewords the model refuses to train."""
+    cuts, symbols, _ = data(built)
+    batch = TokenDataset(symbols)[CutSet.from_cuts(list(cuts)[:4])]
+    torch.manual_seed(0)
+    plain = MobileSpeech(MobileSpeechConfig.tiny(len(symbols)))
+    model = MobileSpeech(dataclasses.replace(plain.config, neighbours=3, neighbour_weight=0.5))
+    model.load_state_dict(plain.state_dict())  # the table is no weight: the same state dict
+    with pytest.raises(ValueError, match="use_codebooks"):
+        model(batch)
+    # codewords on a line at i ** 1.5: token 5's nearest are 5, 4 (3.2 away), 6 (3.5 away)
+    line = (torch.arange(64.0) ** 1.5)[None, :, None].expand(8, -1, 2).contiguous()
+    model.use_codebooks(line)
+    assert model.code_neighbours.shape == (8, 64, 3) and model.code_neighbours[2, 5].tolist() == [5, 4, 6]
+    assert torch.equal(model.code_neighbours[:, :, 0], torch.arange(64).expand(8, -1))
+    assert "code_neighbours" not in model.state_dict()
+    with pytest.raises(ValueError, match="reads 8 codebooks of 64"):
+        model.use_codebooks(line[:, :32])
+    a, b = (m(batch, generator=torch.Generator().manual_seed(0))["smd"] for m in (plain, model))
+    assert torch.equal(a.accuracy, b.accuracy) and not torch.allclose(a.loss, b.loss)
+    b.loss.backward()
+    assert all(p.grad is not None for p in model.heads.parameters())

@@ -55,3 +55,27 @@ def test_oracle_refuses_what_it_cannot_use(built, tmp_path):
     proc = oracle("--checkpoint", ms, "--cuts", bare, "--out-dir", tmp_path / "no")
     assert proc.returncode != 0 and "no cut of" in proc.stderr.strip().splitlines()[-1], proc.stderr
     assert not (tmp_path / "no" / "scores.json").exists()
+
+
+def neighbours(*args):
+    return subprocess.run([sys.executable, str(ROOT / "recipes" / "eval" / "neighbours.py"), "--threads", "1",
+                           *map(str, args)], capture_output=True, text=True, timeout=600)
+
+
+def test_neighbours_recipe_swaps_tokens_and_ranks_guesses(built, tmp_path):
+    root, config, _ = built
+    cuts = config.work_dir / "cuts_train.jsonl.gz"
+    release = tiny_release(tmp_path, "mobilespeech")
+    proc = neighbours("--cuts", cuts, "--codec", root / "codec", "--checkpoint", release, "--limit", 2,
+                      "--ranks", 1, 3)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "layer 1 swapped, 2 cuts, WER of the resynthesis:"
+    assert [line.split("\t")[0].strip() for line in lines[1:5]] == [
+        "the cut's codes", "each token's nearest codeword no. 1", "each token's nearest codeword no. 3",
+        "random tokens"]
+    assert all(float(line.split("\t")[1]) >= 0 for line in lines[1:5])
+    shares = [float(x.split(": ")[1]) for x in lines[5].split("nearest: ")[1].split("; ")[0].split(", ")]
+    assert len(shares) == 3 and shares == sorted(shares) and shares[-1] <= 1.0, lines[5]
+    bad = neighbours("--cuts", cuts, "--codec", root / "codec", "--layer", 9)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith("--layer must be 1 to 8, got 9")

@@ -356,3 +356,28 @@ def test_train_your_own_commands(built, tmp_path):
     accelerate_launch(train, tmp_path, "--set", "train.max_steps=3", "--wandb", "disabled")
     audio, rate = synthesize_documented(synthesize, next(iter(data(built)[0])), tmp_path)
     assert rate == 24000 and audio.size > 0
+
+
+def test_runs_take_codeword_neighbours_from_their_codec_and_start_from_releases_that_trained_otherwise(built,
+                                                                                                     tmp_path):
+    """A MobileSpeech run with ``model.neighbours`` gets the table from its codec's codewords; a release starts a
+    run whose config differs from its own in training-only fields (loss weights, layer draws), not in weights."""
+    from tts.training import codec_codebooks
+
+    cuts, symbols, codec = data(built)
+    configs = ROOT / "recipes" / "mobilespeech" / "configs"
+
+    def mobile(*overrides):
+        return load_token_train_config(configs / "tiny.yaml", len(symbols), 8, 64, list(overrides))
+
+    release = TokenTrainer(mobile("train.max_steps=1"), cuts, symbols, tmp_path / "a", codec=str(codec)).export()
+    run = TokenTrainer(mobile("model.neighbours=4", "model.neighbour_weight=0.3", "model.layer_decay=0.5"), cuts,
+                       symbols, tmp_path / "b", codec=str(codec))
+    table = run.unwrapped.code_neighbours
+    books = codec_codebooks(codec)
+    assert table.shape == (8, 64, 4) and books.shape[:2] == (8, 64)
+    assert torch.equal(table[3, 7], torch.cdist(books[3], books[3])[7].topk(4, largest=False).indices)
+    assert run.init_from(release)["same_codec"] is True
+    with pytest.raises(ValueError, match="decoder.layers differ"):
+        TokenTrainer(mobile("model.decoder.layers=3"), cuts, symbols, tmp_path / "c", codec=str(codec)).init_from(
+            release)

@@ -42,10 +42,22 @@ def lengths_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
     return torch.arange(size, device=lengths.device)[None] < lengths[:, None]
 
 
-def token_metrics(logits: torch.Tensor, targets: torch.Tensor) -> StageOutput:
-    """Cross-entropy, top-1 and top-10 accuracy over the positions whose target is not ``IGNORE``."""
+def token_metrics(logits: torch.Tensor, targets: torch.Tensor,
+                  neighbours: Optional[torch.Tensor] = None, neighbour_weight: float = 0.0) -> StageOutput:
+    """Cross-entropy, top-1 and top-10 accuracy over the positions whose target is not ``IGNORE``.
+
+    With ``neighbours`` (``[..., k]`` token ids per position, e.g. the target's k nearest codewords), the loss is
+    the cross-entropy against a target that gives ``neighbour_weight`` of its probability to them, evenly, and the
+    rest to the target token; the accuracies stay those of the exact token.
+    """
     valid = targets != IGNORE
-    loss = F.cross_entropy(logits[valid], targets[valid])
+    if neighbours is None or neighbour_weight == 0:
+        loss = F.cross_entropy(logits[valid], targets[valid])
+    else:
+        logp = logits[valid].float().log_softmax(-1)
+        exact = logp.gather(-1, targets[valid][:, None])[:, 0]
+        near = logp.gather(-1, neighbours[valid]).mean(-1)
+        loss = -((1.0 - neighbour_weight) * exact + neighbour_weight * near).mean()
     with torch.no_grad():
         top = logits[valid].topk(min(10, logits.shape[-1]), dim=-1).indices
         t = targets[valid][:, None]
@@ -135,6 +147,13 @@ class TokenModel(nn.Module):
     def unused_parameters(cls, stages: Sequence[str]) -> bool:
         """Whether a training step leaves some parameters without a gradient (DDP must then look for them)."""
         return False
+
+    def needs_codebooks(self) -> bool:
+        """Whether training needs the codec's codewords (``use_codebooks``) before the first step."""
+        return False
+
+    def use_codebooks(self, codebooks: torch.Tensor) -> None:
+        """Take the codec's codewords ``[K, C, D]`` (layer, token, latent channel) for training."""
 
     def forward(self, batch, generator: Optional[torch.Generator] = None) -> Dict[str, StageOutput]:
         raise NotImplementedError

@@ -44,7 +44,15 @@ class MobileSpeechConfig:
         aligner_dim: width of the aligner's encoders.
         stored_durations: the length regulator and the duration predictor use the batch's stored durations where
             it has them, the aligner's elsewhere.
+        neighbours, neighbour_weight: with ``neighbours`` k > 0, the SMD loss gives ``neighbour_weight`` of each
+            target's probability to the k codewords nearest to the target's in the codec's latent space (itself
+            included), evenly: tokens whose codewords are that close decode to speech as intelligible as the
+            target's (docs/mobilespeech.md), so they are not errors to train away. Training only: the trainer hands
+            the model the codec's codewords (``use_codebooks``); inference and releases do not need them.
     """
+
+    # fields that change how the model trains, not its weights: a release may start a run that sets them otherwise
+    training_only = ("layer_decay", "alpha", "duration_weight", "aligner_weight", "neighbours", "neighbour_weight")
 
     num_symbols: int
     num_codebooks: int = 8
@@ -64,6 +72,8 @@ class MobileSpeechConfig:
     duration_weight: float = 1.0
     aligner_weight: float = 1.0
     stored_durations: bool = True
+    neighbours: int = 0
+    neighbour_weight: float = 0.5
 
     @classmethod
     def paper(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 1024) -> "MobileSpeechConfig":
@@ -175,6 +185,12 @@ class MobileSpeech(TokenModel):
         self.heads = nn.ModuleList([nn.Linear(d, config.codebook_size) for _ in range(k)])
         self.aligner = Aligner(AlignerConfig(config.num_symbols, k, config.codebook_size, config.aligner_dim,
                                              min(80, config.aligner_dim)))
+        if not (isinstance(config.neighbours, int) and 0 <= config.neighbours <= config.codebook_size):
+            raise ValueError(f"neighbours must be an integer in [0, {config.codebook_size}], got {config.neighbours!r}")
+        if not 0.0 <= config.neighbour_weight <= 1.0:
+            raise ValueError(f"neighbour_weight must be in [0, 1], got {config.neighbour_weight!r}")
+        # [K, C, k] token ids of each token's nearest codewords, from the codec (use_codebooks); not a weight
+        self.register_buffer("code_neighbours", None, persistent=False)
 
     @classmethod
     def build(cls, config: MobileSpeechConfig, stages: Optional[Sequence[str]] = None) -> "MobileSpeech":
@@ -210,6 +226,22 @@ class MobileSpeech(TokenModel):
         return torch.einsum("btd,bcd->btc", h, weight) + bias[:, None]
 
     # Training -----------------------------------------------------------------------------------------------------
+
+    def needs_codebooks(self) -> bool:
+        return self.config.neighbours > 0
+
+    @torch.no_grad()
+    def use_codebooks(self, codebooks: torch.Tensor) -> None:
+        """Keep, per layer and token, the ``neighbours`` nearest codewords' token ids (Euclidean, itself first)."""
+        k, c = self.config.num_codebooks, self.config.codebook_size
+        if codebooks.dim() != 3 or tuple(codebooks.shape[:2]) != (k, c):
+            raise ValueError(f"the codec's codewords are {list(codebooks.shape)}; this model reads {k} codebooks of "
+                             f"{c} tokens")
+        if self.config.neighbours:
+            distances = torch.cdist(codebooks.float(), codebooks.float())
+            distances.diagonal(dim1=1, dim2=2).fill_(-1.0)  # each token first, even beside a duplicate codeword
+            self.code_neighbours = distances.topk(self.config.neighbours, largest=False).indices.to(
+                self.heads[0].weight.device)
 
     @classmethod
     def unused_parameters(cls, stages: Sequence[str]) -> bool:
@@ -289,7 +321,13 @@ class MobileSpeech(TokenModel):
         logits = self.decode_logits(frames, inputs, layer, lens, memory, memory_mask)
         target = codes.gather(1, layer[:, None, None].expand(-1, 1, t))[:, 0]
         target = torch.where(masked, target, torch.full_like(target, IGNORE))
-        smd = token_metrics(logits, target)
+        near = None
+        if cfg.neighbours:
+            if self.code_neighbours is None:
+                raise ValueError("neighbours > 0 trains with the codec's codewords: call use_codebooks first")
+            table = self.code_neighbours[layer]  # [B, C, k]
+            near = table.gather(1, target.clamp(min=0)[..., None].expand(-1, -1, cfg.neighbours))  # [B, T, k]
+        smd = token_metrics(logits, target, near, cfg.neighbour_weight)
         zero = torch.zeros((), device=device)
         return {
             "smd": smd,
@@ -302,17 +340,21 @@ class MobileSpeech(TokenModel):
         masked, predicted in one pass. The first layer is what intelligibility waits for (``recipes/eval/oracle.py``,
         docs/mobilespeech.md), and ``smd_first`` does not depend on how a run draws layers and masks, so runs with
         other ``layer_decay`` or ``alpha`` compare on it."""
-        out = super().validation_outputs(batch, index)
+        first = token_metrics(*self.first_layer_logits(batch))
+        return super().validation_outputs(batch, index) + [{"smd_first": first}]
+
+    def first_layer_logits(self, batch: TokenBatch) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``(logits [B, T, C], targets [B, T])`` of the first layer wholly masked, in one pass: the condition of
+        training's probabilistic mask (a prefix prompt's frames visible and not scored: ``IGNORE`` there and past
+        each item's end)."""
         _, _, _, _, memory, _, memory_mask, frames = self._context(batch)
         codes, lens = batch.codes, batch.code_lens
         prefix = self._prefix(batch)
         scored = lengths_mask(lens, codes.shape[2]) & ~prefix
         inputs = torch.full_like(codes, self.mask_id)
-        inputs[:, 0] = torch.where(prefix, codes[:, 0], inputs[:, 0])  # as training's wholly masked first layer
-        layer = torch.zeros_like(lens)
-        logits = self.decode_logits(frames, inputs, layer, lens, memory, memory_mask)
-        target = torch.where(scored, codes[:, 0], torch.full_like(codes[:, 0], IGNORE))
-        return out + [{"smd_first": token_metrics(logits, target)}]
+        inputs[:, 0] = torch.where(prefix, codes[:, 0], inputs[:, 0])
+        logits = self.decode_logits(frames, inputs, torch.zeros_like(lens), lens, memory, memory_mask)
+        return logits, torch.where(scored, codes[:, 0], torch.full_like(codes[:, 0], IGNORE))
 
     # Inference ----------------------------------------------------------------------------------------------------
 
