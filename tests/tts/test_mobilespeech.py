@@ -291,3 +291,10 @@ def test_codeword_neighbours_train_the_first_layer(built):
     assert torch.equal(a.accuracy, b.accuracy) and not torch.allclose(a.loss, b.loss)
     b.loss.backward()
     assert all(p.grad is not None for p in model.heads.parameters())
+
+
+@pytest.mark.parametrize("field, value", [("neighbours", -1), ("neighbours", 65), ("neighbours", True),
+                                          ("neighbour_weight", 1.5), ("neighbour_weight", "half")])
+def test_bad_neighbour_settings_are_refused(field, value):
+    with pytest.raises(ValueError, match=field):
+        MobileSpeech(dataclasses.replace(MobileSpeechConfig.tiny(20), **{field: value}))

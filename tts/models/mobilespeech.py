@@ -48,7 +48,8 @@ class MobileSpeechConfig:
             target's probability to the k codewords nearest to the target's in the codec's latent space (itself
             included), evenly: tokens whose codewords are that close decode to speech as intelligible as the
             target's (docs/mobilespeech.md), so they are not errors to train away. Training only: the trainer hands
-            the model the codec's codewords (``use_codebooks``); inference and releases do not need them.
+            the model the codec's codewords (``use_codebooks``); inference and releases do not need them. The
+            ``smd`` loss (training and validation) is then this one; ``smd_first`` stays exact-token.
     """
 
     # fields that change how the model trains, not its weights: a release may start a run that sets them otherwise
@@ -185,10 +186,11 @@ class MobileSpeech(TokenModel):
         self.heads = nn.ModuleList([nn.Linear(d, config.codebook_size) for _ in range(k)])
         self.aligner = Aligner(AlignerConfig(config.num_symbols, k, config.codebook_size, config.aligner_dim,
                                              min(80, config.aligner_dim)))
-        if not (isinstance(config.neighbours, int) and 0 <= config.neighbours <= config.codebook_size):
-            raise ValueError(f"neighbours must be an integer in [0, {config.codebook_size}], got {config.neighbours!r}")
-        if not 0.0 <= config.neighbour_weight <= 1.0:
-            raise ValueError(f"neighbour_weight must be in [0, 1], got {config.neighbour_weight!r}")
+        n, w = config.neighbours, config.neighbour_weight
+        if isinstance(n, bool) or not (isinstance(n, int) and 0 <= n <= config.codebook_size):
+            raise ValueError(f"neighbours must be an integer in [0, {config.codebook_size}], got {n!r}")
+        if isinstance(w, bool) or not (isinstance(w, (int, float)) and 0.0 <= w <= 1.0):
+            raise ValueError(f"neighbour_weight must be a number in [0, 1], got {w!r}")
         # [K, C, k] token ids of each token's nearest codewords, from the codec (use_codebooks); not a weight
         self.register_buffer("code_neighbours", None, persistent=False)
 
