@@ -28,13 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from toolkit.errors import InputError  # noqa: E402
 from toolkit.runs import run_cli  # noqa: E402
-
-
-def neighbour_ranks(codewords: torch.Tensor) -> torch.Tensor:
-    """``[C, C]``: ``ranks[a, b]`` is b's place among a's codewords by distance (a itself 0)."""
-    distances = torch.cdist(codewords.float(), codewords.float())
-    distances.fill_diagonal_(-1.0)
-    return distances.argsort(1).argsort(1)
+from tts.models.mobilespeech import nearest_codewords  # noqa: E402
 
 
 def resynthesis_wer(codec, cuts, layer: int, ranks, seed: int) -> dict:
@@ -45,7 +39,7 @@ def resynthesis_wer(codec, cuts, layer: int, ranks, seed: int) -> dict:
     from tts.data.dataset import cut_codes
 
     codewords = codec.quantizer.layers[layer].codebook.embed
-    order = neighbour_ranks(codewords).argsort(1)  # order[a, r]: a's r-th nearest codeword
+    order = nearest_codewords(codewords, codewords.shape[0])  # order[a, r]: a's r-th nearest codeword
     generator = torch.Generator().manual_seed(seed)
     scorer = evaluation.Scorer(dnsmos=False)
     names = ["the cut's codes"] + [f"each token's nearest codeword no. {r}" for r in ranks] + ["random tokens"]
@@ -72,7 +66,7 @@ def model_ranks(release, cuts, codewords: torch.Tensor, max_duration: float = 60
     from tts.data.dataset import TokenDataset, make_sampler
 
     model = release.model.float().eval()
-    ranks_of = neighbour_ranks(codewords)
+    ranks_of = nearest_codewords(codewords, codewords.shape[0]).argsort(1)  # [a, b]: b's place among a's nearest
     dataset = TokenDataset(release.symbols)
     out = []
     with torch.no_grad():

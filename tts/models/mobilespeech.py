@@ -107,6 +107,14 @@ class MobileSpeechConfig:
         return build(cls, data)
 
 
+def nearest_codewords(codewords: torch.Tensor, k: int) -> torch.Tensor:
+    """``[..., C, k]``: for each of the C codewords ``[..., C, D]``, the token ids of its k nearest (Euclidean), nearest
+    first and itself first of all, even beside a duplicate codeword."""
+    distances = torch.cdist(codewords.float(), codewords.float())
+    distances.diagonal(dim1=-2, dim2=-1).fill_(-1.0)
+    return distances.topk(k, largest=False).indices
+
+
 def padding_mask(lengths: torch.Tensor, size: int) -> torch.Tensor:
     """``[B, 1, 1, size]`` True where a key may be attended (inside the item's length)."""
     return lengths_mask(lengths, size)[:, None, None, :]
@@ -240,10 +248,7 @@ class MobileSpeech(TokenModel):
             raise ValueError(f"the codec's codewords are {list(codebooks.shape)}; this model reads {k} codebooks of "
                              f"{c} tokens")
         if self.config.neighbours:
-            distances = torch.cdist(codebooks.float(), codebooks.float())
-            distances.diagonal(dim1=1, dim2=2).fill_(-1.0)  # each token first, even beside a duplicate codeword
-            self.code_neighbours = distances.topk(self.config.neighbours, largest=False).indices.to(
-                self.heads[0].weight.device)
+            self.code_neighbours = nearest_codewords(codebooks, self.config.neighbours).to(self.heads[0].weight.device)
 
     @classmethod
     def unused_parameters(cls, stages: Sequence[str]) -> bool:
