@@ -349,13 +349,35 @@ def score_items(items: Sequence[Item], scorer: Scorer = Scorer()) -> dict:
     return {"summary": summarize(items, scores), "items": rows, "models": scorer.describe()}
 
 
-def score_and_write(items: Sequence[Item], out_dir: PathLike, scorer: Scorer = Scorer()) -> str:
+def pool_draws(results: dict, draws: Dict[str, Sequence[str]]) -> None:
+    """For each ``name: systems`` of ``draws`` (the rows of one model decoded several times, e.g. with other seeds),
+    add a summary row ``name``, the mean of their figures (each row over the same targets), and
+    ``results["spread"][name]``, the sample standard deviation of each figure between the rows: how far one draw's
+    figure moves by chance."""
+    summary = results["summary"]
+    for name, systems in draws.items():
+        rows = [summary[s] for s in systems]
+        pooled: Dict[str, float] = {"items": float(sum(r["items"] for r in rows))}
+        spread: Dict[str, float] = {}
+        for metric in METRICS:
+            values = [r[metric] for r in rows if metric in r]
+            if len(values) == len(rows):
+                pooled[metric] = float(np.mean(values))
+                spread[metric] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+        summary[name] = pooled
+        results.setdefault("spread", {})[name] = spread
+
+
+def score_and_write(items: Sequence[Item], out_dir: PathLike, scorer: Scorer = Scorer(),
+                    draws: Optional[Dict[str, Sequence[str]]] = None) -> str:
     """Score the items; write ``manifest.jsonl``, ``scores.json``, ``table.md`` and ``scores.png`` under ``out_dir``;
-    return the table."""
+    return the table. ``draws``: rows to pool (``pool_draws``)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text(out_dir / "manifest.jsonl", "".join(json.dumps(vars(item)) + "\n" for item in items))
     results = score_items(items, scorer)
+    if draws:
+        pool_draws(results, draws)
     plot_summary(results["summary"], out_dir / "scores.png")
     write_text(out_dir / "scores.json", json.dumps(results, indent=1) + "\n")
     table = markdown_table(results["summary"])

@@ -44,12 +44,20 @@ def zero_shot_pairs(rows: List[Dict[str, str]]) -> List[Dict[str, str]]:
     return out
 
 
+def draw_systems(label: str, draws: int) -> List[str]:
+    """The system names of ``draws`` decodings of one model: ``label`` alone for one, else ``<label> draw <d>``."""
+    return [label] if draws == 1 else [f"{label} draw {d + 1}" for d in range(draws)]
+
+
 def zero_shot_items(synth, clips: PathLike, jobs: Sequence[Dict[str, str]], audio_dir: PathLike, label: str,
-                    seed: int = 0, sampling=None, steps: int = 16, speed: float = 1.0) -> List[Item]:
+                    seed: int = 0, sampling=None, steps: int = 16, speed: float = 1.0, draws: int = 1) -> List[Item]:
     """Synthesize every (target, prompt) job with ``synth`` (a ``tts.Synthesizer``; ``sampling``: a
     ``SamplingConfig``, default its defaults; ``steps`` and ``speed``: MobileSpeech's rounds for layer 1 and speaking
     rate); returns the evaluation items of three systems: the ground truth, its codec resynthesis, and the model (named
-    ``label``). The prompt's transcript is transcribed offline (the crops have none)."""
+    ``label``). The prompt's transcript is transcribed offline (the crops have none).
+
+    ``draws`` > 1 decodes each target that many times, draw d of target i with seed ``seed + d * len(jobs) + i`` (the
+    first draw is the single draw's), as the systems ``draw_systems(label, draws)``."""
     from tqdm import tqdm
 
     from toolkit.audio import save_audio
@@ -62,19 +70,21 @@ def zero_shot_items(synth, clips: PathLike, jobs: Sequence[Dict[str, str]], audi
         stem = Path(job["target"]).stem
         prompt_text = synth.transcribe_prompt(prompt) if synth.needs_prompt_text else ""
         # the model first: options it refuses end the run before anything is written
-        generated = synth.synthesize(prompt, job["text"], prompt_text=prompt_text,
-                                     sampling=sampling or SamplingConfig(), seed=seed + i, steps=steps,
-                                     speed=speed)
+        generated = [synth.synthesize(prompt, job["text"], prompt_text=prompt_text,
+                                      sampling=sampling or SamplingConfig(), seed=seed + d * len(jobs) + i,
+                                      steps=steps, speed=speed) for d in range(draws)]
         wav = load_audio(target, synth.sample_rate)
         resynthesis = synth.codec.decode(synth.codec.encode(wav[None, None]))[0, 0, : wav.numel()]
         audio_dir.mkdir(parents=True, exist_ok=True)
         save_audio(audio_dir / f"{stem}.codec.wav", resynthesis, synth.sample_rate)
-        save_audio(audio_dir / f"{stem}.{label}.wav", generated, synth.sample_rate)
         items += [
             Item(audio=str(target), text=job["text"], speaker_reference=str(prompt), system="ground truth"),
             Item(audio=str(audio_dir / f"{stem}.codec.wav"), text=job["text"], speaker_reference=str(prompt),
                  reference=str(target), system="codec resynthesis"),
-            Item(audio=str(audio_dir / f"{stem}.{label}.wav"), text=job["text"], speaker_reference=str(prompt),
-                 system=label, extra={"prompt_text": prompt_text}),
         ]
+        for d, (system, audio) in enumerate(zip(draw_systems(label, draws), generated)):
+            path = audio_dir / (f"{stem}.{label}.wav" if d == 0 else f"{stem}.{label}.draw{d + 1}.wav")
+            save_audio(path, audio, synth.sample_rate)
+            items.append(Item(audio=str(path), text=job["text"], speaker_reference=str(prompt), system=system,
+                              extra={"prompt_text": prompt_text}))
     return items

@@ -11,13 +11,18 @@ WER uses the target transcript, and speaker similarity uses the prompt.
         --out-dir runs/eval_valle_mini --seed 0
 
 The prompt's transcript is not known for crops, so it is transcribed offline (pocketsphinx), as `tts synthesize`
-does when `--prompt-text` is missing. Writes ``<out-dir>/audio/``, ``manifest.jsonl``, ``scores.json``,
-``table.md`` and ``scores.png``.
+does when `--prompt-text` is missing. Writes ``<out-dir>/audio/``, ``manifest.jsonl``, ``scores.json``, ``table.md``
+and ``scores.png``.
+
+`--draws N` decodes every target N times with other seeds: the table has a row per draw and, under the model's name,
+their mean; scores.json's ``spread`` has the standard deviation between draws, the chance variation that a difference
+between two models must exceed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -28,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from toolkit.runs import run_cli  # noqa: E402
 from tts import evaluation  # noqa: E402
-from recipes.eval.protocol import read_clips, zero_shot_items, zero_shot_pairs  # noqa: E402
+from recipes.eval.protocol import draw_systems, read_clips, zero_shot_items, zero_shot_pairs  # noqa: E402
 from tts.cli import add_decoding_options, sampling_config  # noqa: E402
 from tts.synthesizer import Synthesizer  # noqa: E402
 
@@ -41,6 +46,8 @@ def main() -> int:
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--limit", type=int, help="evaluate only the first N targets")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--draws", type=int, default=1, help="decode each target N times (draw d of target i with "
+                        "seed --seed + d * targets + i) and report their mean and spread (default 1)")
     parser.add_argument("--no-dnsmos", action="store_true")
     parser.add_argument("--asr-model", type=Path,
                         help="local HuggingFace CTC model folder for WER (default pocketsphinx)")
@@ -50,6 +57,8 @@ def main() -> int:
     add_decoding_options(parser.add_argument_group("decoding (as tts synthesize)"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if not 1 <= args.draws <= 100:
+        parser.error(f"--draws must be from 1 to 100, got {args.draws}")
 
     try:
         scorer = evaluation.Scorer(args.asr_model, args.speaker_model, not args.no_dnsmos).check()
@@ -61,9 +70,14 @@ def main() -> int:
         parser.error(f"no speaker in {args.clips} has a transcribed utterance and a second clip")
     label = synth.release.model_type
     items = zero_shot_items(synth, args.clips, jobs, args.out_dir / "audio", label, args.seed, sampling_config(args),
-                            args.steps, args.speed)
-    table = evaluation.score_and_write(items, args.out_dir, scorer)
+                            args.steps, args.speed, args.draws)
+    draws = {label: draw_systems(label, args.draws)} if args.draws > 1 else None
+    table = evaluation.score_and_write(items, args.out_dir, scorer, draws)
     print(f"{len(jobs)} targets from {args.clips}\n{table}", end="")
+    if draws:
+        spread = json.loads((args.out_dir / "scores.json").read_text())["spread"][label]
+        print(f"between the {args.draws} draws, standard deviation: "
+              + ", ".join(f"{metric} {value:.3f}" for metric, value in spread.items()))
     return 0
 
 

@@ -30,6 +30,21 @@ def test_wer_normalizes_both_sides():
     assert evaluation.word_error_rate("hello", "") == 1.0
 
 
+def test_pooled_draws_are_the_mean_and_spread_of_their_rows():
+    results = {"summary": {"truth": {"items": 2.0, "wer": 0.1},
+                           "m draw 1": {"items": 2.0, "wer": 0.8, "speaker_similarity": 0.6, "dnsmos_ovrl": 2.0},
+                           "m draw 2": {"items": 2.0, "wer": 0.9, "speaker_similarity": 0.7},
+                           "m draw 3": {"items": 2.0, "wer": 1.0, "speaker_similarity": 0.8}}}
+    evaluation.pool_draws(results, {"m": ["m draw 1", "m draw 2", "m draw 3"]})
+    pooled, spread = results["summary"]["m"], results["spread"]["m"]
+    assert pooled["items"] == 6.0
+    assert pooled["wer"] == pytest.approx(0.9) and pooled["speaker_similarity"] == pytest.approx(0.7)
+    assert spread["wer"] == pytest.approx(0.1) and spread["speaker_similarity"] == pytest.approx(0.1)
+    assert "dnsmos_ovrl" not in pooled and "dnsmos_ovrl" not in spread  # a figure not every draw has is left out
+    assert results["summary"]["truth"] == {"items": 2.0, "wer": 0.1}
+    assert "| m | 6 | 0.900 | 0.700 |" in evaluation.markdown_table(results["summary"])
+
+
 def test_asr_and_speaker_similarity_on_real_speech():
     a = shared_path("speech", "librispeech_1089_1089-134686-0004.wav")
     same = shared_path("speech", "librispeech_1089_1089-134691-0001-crop3s.wav")

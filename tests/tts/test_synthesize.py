@@ -154,14 +154,19 @@ def test_zero_shot_recipe(release, tmp_path):
     directory, _, _ = release
     script = Path(__file__).resolve().parents[2] / "recipes" / "eval" / "zero_shot.py"
     result = subprocess.run([sys.executable, str(script), "--checkpoint", str(directory), "--clips", str(clips),
-                             "--out-dir", str(tmp_path), "--limit", "1", "--no-dnsmos", "--threads", "1"],
-                            capture_output=True, text=True, timeout=600)
+                             "--out-dir", str(tmp_path), "--limit", "1", "--no-dnsmos", "--threads", "1",
+                             "--draws", "2"], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     scores = json.loads((tmp_path / "scores.json").read_text())
-    assert set(scores["summary"]) == {"ground truth", "codec resynthesis", "valle"}
+    assert set(scores["summary"]) == {"ground truth", "codec resynthesis", "valle draw 1", "valle draw 2", "valle"}
     assert all("wer" in s and "speaker_similarity" in s for s in scores["summary"].values())
     assert "pesq" in scores["summary"]["codec resynthesis"]
-    assert len((tmp_path / "manifest.jsonl").read_text().splitlines()) == 3
+    draws = [scores["summary"][f"valle draw {d}"]["speaker_similarity"] for d in (1, 2)]
+    assert scores["summary"]["valle"]["speaker_similarity"] == pytest.approx(sum(draws) / 2)
+    assert scores["spread"]["valle"]["speaker_similarity"] == pytest.approx(abs(draws[0] - draws[1]) / 2 ** 0.5)
+    assert draws[0] != draws[1]  # other seeds, other audio
+    assert len((tmp_path / "manifest.jsonl").read_text().splitlines()) == 4
+    assert "between the 2 draws, standard deviation: wer" in result.stdout
     # the decoding options are checked as tts synthesize checks them, before anything runs
     for option, message in [("--top-p", "must be above 0 (greedy decoding is its own option)"),
                             ("--speed", "must be between 0.25 and 4.0, got 0.0")]:
@@ -171,6 +176,11 @@ def test_zero_shot_recipe(release, tmp_path):
         assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
         assert bad.stderr.strip().splitlines()[-1] == f"zero_shot.py: error: argument {option}: {message}"
         assert not (tmp_path / "bad").exists()
+    bad = subprocess.run([sys.executable, str(script), "--checkpoint", str(directory), "--clips", str(clips),
+                          "--out-dir", str(tmp_path / "bad"), "--draws", "0"], capture_output=True, text=True,
+                         timeout=600)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith("--draws must be from 1 to 100, got 0")
+    assert not (tmp_path / "bad").exists()
     # the decoding options reach the model: this VALL-E has no durations, so it refuses a speed, before any output
     bad = subprocess.run([sys.executable, str(script), "--checkpoint", str(directory), "--clips", str(clips),
                           "--out-dir", str(tmp_path / "bad"), "--limit", "1", "--no-dnsmos", "--speed", "1.5"],
