@@ -126,9 +126,12 @@ def synthesize_documented(line: str, cut, cwd: Path):
     return sf.read(Path(cwd) / args[args.index("--out") + 1])
 
 
-def tiny_release(folder: Path, model_type: str = "valle") -> Path:
-    """A release of an untrained tiny ``model_type`` (valle or mobilespeech) on the bundled symbol table, with its tiny
-    codec, in ``folder``; returns its directory. It decodes in milliseconds: tests of what runs around the model."""
+def tiny_release(folder: Path, model_type: str = "valle", **changes) -> Path:
+    """A release of an untrained tiny ``model_type`` (valle or mobilespeech; ``changes``: fields of its tiny config to
+    set otherwise) on the bundled symbol table, with its tiny codec, in ``folder``; returns its directory. It decodes
+    in milliseconds: tests of what runs around the model."""
+    import dataclasses
+
     import torch
 
     from codec import CodecConfig, LanguageCodec
@@ -142,7 +145,7 @@ def tiny_release(folder: Path, model_type: str = "valle") -> Path:
     codec.eval().save_pretrained(Path(folder) / "codec")
     symbols = SymbolTable.load(BUNDLED_MODELS / "valle-mini" / "symbols.json")
     cls = model_class(model_type)
-    model = cls.build(cls.config_class.tiny(len(symbols)))
+    model = cls.build(dataclasses.replace(cls.config_class.tiny(len(symbols)), **changes))
     return save_token_model(model.eval(), Path(folder) / model_type, symbols, codec=str(Path(folder) / "codec"))
 
 

@@ -41,6 +41,9 @@ USAGE = [  # (arguments, what the message names); exit status 2
     (["--speed", "inf"], "--speed"),
     (["--speed", "0"], "--speed"),
     (["--speed", "10"], "--speed"),
+    (["--guidance", "-1"], "--guidance"),
+    (["--guidance", "nan"], "--guidance"),
+    (["--guidance", "11"], "--guidance"),
     (["--prompt-seconds", "nan"], "--prompt-seconds"),
     (["--prompt-seconds", "0.5"], "--prompt-seconds"),
     (["--prompt-seconds", "1000"], "--prompt-seconds"),
@@ -172,7 +175,8 @@ def test_api_refuses_the_same_values():
                          ({"seed": 2 ** 70}, "seed"), ({"batch_size": 2.5}, "batch_size"),
                          ({"sampling": SamplingConfig(top_p=2.0)}, "top_p"),
                          ({"sampling": SamplingConfig(temperature=-1.0)}, "temperature"),
-                         ({"sampling": SamplingConfig(top_k=-1)}, "top_k")]:
+                         ({"sampling": SamplingConfig(top_k=-1)}, "top_k"),
+                         ({"sampling": SamplingConfig(guidance=math.nan)}, "guidance")]:
         with pytest.raises(SynthesisError, match=name):
             check_synthesis_options(**{**good, **change})
     with pytest.raises(SynthesisError, match="limit is 10"):
@@ -197,7 +201,8 @@ def test_work_is_bounded():
 
 
 NUMERIC = {"--batch-size": "batch_size", "--temperature": "temperature", "--top-k": "top_k", "--top-p": "top_p",
-           "--steps": "steps", "--speed": "speed", "--prompt-seconds": "prompt_seconds", "--seed": "seed"}
+           "--steps": "steps", "--speed": "speed", "--prompt-seconds": "prompt_seconds", "--seed": "seed",
+           "--guidance": "guidance"}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

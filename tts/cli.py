@@ -103,12 +103,15 @@ def add_serve_parser(commands) -> None:
 
 def add_decoding_options(parser) -> None:
     """The decoding options of ``tts synthesize`` (``--greedy``, ``--temperature``, ``--top-k``, ``--top-p``,
-    ``--steps``, ``--speed``), shared with the evaluation recipes; ``sampling_config`` turns the first four into a
-    ``SamplingConfig``."""
+    ``--guidance``, ``--steps``, ``--speed``), shared with the evaluation recipes; ``sampling_config`` turns the first
+    five into a ``SamplingConfig``."""
     parser.add_argument("--greedy", action="store_true", help="argmax decoding instead of sampling")
     parser.add_argument("--temperature", type=ranged("temperature"), default=1.0, help="above 0, at most 10")
     parser.add_argument("--top-k", type=ranged("top_k"), default=25, help="0 for no top-k filter")
     parser.add_argument("--top-p", type=ranged("top_p"), default=0.8, help="above 0, at most 1")
+    parser.add_argument("--guidance", type=ranged("guidance"), default=0.0,
+                        help="classifier-free guidance by the text (0 to 10; default 0: off), for a MobileSpeech "
+                             "model trained with model.text_dropout")
     parser.add_argument("--steps", type=ranged("steps"), default=16,
                         help="MobileSpeech: decoding rounds of the first layer (1 to 256)")
     parser.add_argument("--speed", type=ranged("speed"), default=1.0,
@@ -121,7 +124,7 @@ def sampling_config(args, **extra):
     from tts.models.sampling import SamplingConfig
 
     return SamplingConfig(greedy=args.greedy, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                          **extra)
+                          guidance=args.guidance, **extra)
 
 
 def build_parser() -> argparse.ArgumentParser:

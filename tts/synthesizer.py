@@ -75,7 +75,7 @@ MAX_SENTENCE_WORDS = 40  # longer sentences are split at clauses, then words: ea
 # Ranges of the numeric options, checked once at the boundary (CLI and API alike).
 LIMITS = {"batch_size": (1, 256), "steps": (1, 256), "speed": (0.25, 4.0), "temperature": (0.0, 10.0),
           "top_k": (0, 100_000), "top_p": (0.0, 1.0), "prompt_seconds": (MIN_PROMPT_SECONDS, 60.0),
-          "seed": (0, 2 ** 63 - 1)}
+          "seed": (0, 2 ** 63 - 1), "guidance": (0.0, 10.0)}
 MARKUP = re.compile(r"<[^<>]{0,200}>")
 SYMBOLS_SPOKEN = set("$£€%&+=@#")  # symbols the normalizer spells out
 
@@ -123,7 +123,8 @@ def check_synthesis_options(sampling: Optional[SamplingConfig], seed: Optional[i
     if seed is not None:
         values["seed"] = seed
     if sampling is not None:
-        values.update(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p)
+        values.update(temperature=sampling.temperature, top_k=sampling.top_k, top_p=sampling.top_p,
+                      guidance=sampling.guidance)
     for name, value in values.items():
         check_option(name, value)
 
@@ -240,6 +241,10 @@ class Synthesizer:
         return self.model.supports_speed
 
     @property
+    def supports_guidance(self) -> bool:
+        return self.model.supports_guidance
+
+    @property
     def sample_rate(self) -> int:
         return self.codec.sample_rate
 
@@ -339,6 +344,9 @@ class Synthesizer:
         if speed != 1.0 and not self.supports_speed:
             raise SynthesisError(f"this {self.model.name} model cannot follow --speed (only 1.0): it does not "
                                  f"predict durations")
+        if sampling is not None and sampling.guidance and not self.supports_guidance:
+            raise SynthesisError(f"this {self.model.name} model cannot follow --guidance (only 0): it was not "
+                                 f"trained to predict without the text (MobileSpeech's model.text_dropout)")
         check_text(texts, max_chars)
         if not isinstance(prompt, Prompt):
             prompt = self.prepare_prompt(prompt, prompt_text or "", prompt_seconds, sample_rate)

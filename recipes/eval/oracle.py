@@ -66,6 +66,9 @@ def main() -> int:
     targets = load_manifest(args.cuts)
     pool = PromptPool(load_manifest(args.prompt_cuts) if args.prompt_cuts else targets)
     sampling = sampling_config(args)
+    if sampling.guidance and not model.supports_guidance:
+        parser.error(f"{args.checkpoint or 'the bundled model'} was trained without model.text_dropout: it cannot "
+                     f"follow --guidance")
     temperature = 0.0 if sampling.greedy else sampling.temperature
     frames = int(round(3.0 * codec.frame_rate))
     rng = random.Random(args.seed)
@@ -89,7 +92,7 @@ def main() -> int:
 
         def decode(**kw):
             return model.decode(phonemes, lens, prompt, args.steps, temperature=temperature, generator=generator,
-                                top_k=sampling.top_k, top_p=sampling.top_p, **kw)[0]
+                                top_k=sampling.top_k, top_p=sampling.top_p, guidance=sampling.guidance, **kw)[0]
 
         outputs = {
             "codec": codes,

@@ -110,6 +110,8 @@ class TokenModel(nn.Module):
         needs_prompt_text: generation reads the prompt's transcript.
         supports_speed: generation follows ``GenerationRequest.speed`` (the others ignore it); a model may make it a
             property of its config.
+        supports_guidance: generation follows ``SamplingConfig.guidance`` (classifier-free guidance by the text); a
+            model may make it a property of its config.
         joint_sequence: phonemes and audio frames are one sequence to the transformer (so padding both pads it).
         loss_only: outputs that have a loss but no token accuracies.
         progress_keys: training metrics shown on the progress bar.
@@ -122,6 +124,7 @@ class TokenModel(nn.Module):
     separable_stages: ClassVar[bool] = False
     needs_prompt_text: ClassVar[bool] = False
     supports_speed: ClassVar[bool] = False
+    supports_guidance: ClassVar[bool] = False
     joint_sequence: ClassVar[bool] = False
     loss_only: ClassVar[FrozenSet[str]] = frozenset()
     progress_keys: ClassVar[Tuple[str, ...]] = ()

@@ -50,10 +50,14 @@ class MobileSpeechConfig:
             target's (docs/mobilespeech.md), so they are not errors to train away. Training only: the trainer hands
             the model the codec's codewords (``use_codebooks``); inference and releases do not need them. The
             ``smd`` loss (training and validation) is then this one; ``smd_first`` stays exact-token.
+        text_dropout: the share of training items whose length-regulated text is replaced by zeros (the durations
+            still set the length), so that the decoder also learns to predict without the text; a model trained with
+            it decodes with classifier-free guidance (``SamplingConfig.guidance``). Training only.
     """
 
     # fields that change how the model trains, not its weights: a release may start a run that sets them otherwise
-    training_only = ("layer_decay", "alpha", "duration_weight", "aligner_weight", "neighbours", "neighbour_weight")
+    training_only = ("layer_decay", "alpha", "duration_weight", "aligner_weight", "neighbours", "neighbour_weight",
+                     "text_dropout")
 
     num_symbols: int
     num_codebooks: int = 8
@@ -75,6 +79,7 @@ class MobileSpeechConfig:
     stored_durations: bool = True
     neighbours: int = 0
     neighbour_weight: float = 0.5
+    text_dropout: float = 0.0
 
     @classmethod
     def paper(cls, num_symbols: int, num_codebooks: int = 8, codebook_size: int = 1024) -> "MobileSpeechConfig":
@@ -199,8 +204,16 @@ class MobileSpeech(TokenModel):
             raise ValueError(f"neighbours must be an integer in [0, {config.codebook_size}], got {n!r}")
         if isinstance(w, bool) or not (isinstance(w, (int, float)) and 0.0 <= w <= 1.0):
             raise ValueError(f"neighbour_weight must be a number in [0, 1], got {w!r}")
+        p = config.text_dropout
+        if isinstance(p, bool) or not (isinstance(p, (int, float)) and 0.0 <= p < 1.0):
+            raise ValueError(f"text_dropout must be a number in [0, 1), got {p!r}")
         # [K, C, k] token ids of each token's nearest codewords, from the codec (use_codebooks); not a weight
         self.register_buffer("code_neighbours", None, persistent=False)
+
+    @property
+    def supports_guidance(self) -> bool:
+        """Trained to predict without the text too (``text_dropout``), so it can be guided by it."""
+        return self.config.text_dropout > 0
 
     @classmethod
     def build(cls, config: MobileSpeechConfig, stages: Optional[Sequence[str]] = None) -> "MobileSpeech":
@@ -325,6 +338,8 @@ class MobileSpeech(TokenModel):
         rows = torch.arange(k, device=device)[None, :, None]
         hide = (rows > layer[:, None, None]) | ((rows == layer[:, None, None]) & masked[:, None, :])
         inputs = torch.where(hide, torch.full_like(codes, self.mask_id), codes)
+        if cfg.text_dropout and self.training:  # drawn after the masks: without it, the draws are those of before
+            frames = frames * (rand(b) >= cfg.text_dropout).to(frames.dtype)[:, None, None]
         logits = self.decode_logits(frames, inputs, layer, lens, memory, memory_mask)
         target = codes.gather(1, layer[:, None, None].expand(-1, 1, t))[:, 0]
         target = torch.where(masked, target, torch.full_like(target, IGNORE))
@@ -381,7 +396,8 @@ class MobileSpeech(TokenModel):
     def decode(self, phonemes: torch.Tensor, lens: torch.Tensor, prompt: torch.Tensor, steps: int = 16,
                  later_steps: int = 1, temperature: float = 1.0, speed: float = 1.0,
                  durations: Optional[torch.Tensor] = None, generator: Optional[torch.Generator] = None,
-                 top_k: int = 0, top_p: float = 1.0, given: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
+                 top_k: int = 0, top_p: float = 1.0, given: Optional[torch.Tensor] = None,
+                 guidance: float = 0.0) -> List[torch.Tensor]:
         """Codes ``[K, T_i]`` per text.
 
         Args:
@@ -393,9 +409,15 @@ class MobileSpeech(TokenModel):
             durations: ``[B, N]`` to use instead of the predictor's.
             given: ``[B, J, >=T]`` codes of the first J layers to keep instead of decoding them (teacher forcing, for
                 diagnostics: ``recipes/eval/oracle.py``); needs ``durations``, T being their sum.
+            guidance: classifier-free guidance of layer 1 by the text (a model trained with ``text_dropout``): its
+                logits are ``c + guidance * (c - u)``, c with the text and u with zeros in its place. Layer 1 only:
+                it is where intelligibility is lost (docs/mobilespeech.md), and the later layers follow it.
         """
         if given is not None and durations is None:
             raise ValueError("given codes need the durations they were spoken with")
+        if guidance and not self.supports_guidance:
+            raise ValueError("this MobileSpeech model was trained without text_dropout: it has no prediction "
+                             "without the text to guide by")
         b = phonemes.shape[0]
         k = self.config.num_codebooks
         device = phonemes.device
@@ -420,7 +442,14 @@ class MobileSpeech(TokenModel):
             layer = torch.full((b,), j, dtype=torch.long, device=device)
             unknown = valid.clone()
             for r in range(rounds):
-                logits = self.decode_logits(frames, codes, layer, totals, memory, memory_mask).float()
+                if j == 0 and guidance:  # one batch of both predictions: with the text and without
+                    both = self.decode_logits(torch.cat([frames, torch.zeros_like(frames)]), codes.repeat(2, 1, 1),
+                                              layer.repeat(2), totals.repeat(2), memory.repeat(2, 1, 1),
+                                              memory_mask.repeat(2, 1, 1, 1)).float()
+                    cond, uncond = both.chunk(2)
+                    logits = cond + guidance * (cond - uncond)
+                else:
+                    logits = self.decode_logits(frames, codes, layer, totals, memory, memory_mask).float()
                 if j == 0 and temperature > 0:
                     probs = filter_logits(logits / temperature, top_k, top_p).softmax(-1)
                     pick = torch.multinomial(probs.view(-1, probs.shape[-1]).cpu(), 1, generator=generator)
@@ -444,8 +473,9 @@ class MobileSpeech(TokenModel):
     def generate(self, request: GenerationRequest) -> List[torch.Tensor]:
         """Codes ``[K, T_i]`` per text (``request.phonemes``: the texts alone): ``request.steps`` rounds for layer 1
         at the sampling temperature within its top-k and top-p (argmax when greedy), durations divided by
-        ``request.speed``."""
+        ``request.speed``, guided by the text with ``request.sampling.guidance``."""
         padded, lens = request.padded()
         temperature = 0.0 if request.sampling.greedy else request.sampling.temperature
         return self.decode(padded, lens, request.prompt, request.steps, temperature=temperature, speed=request.speed,
-                           generator=request.generator, top_k=request.sampling.top_k, top_p=request.sampling.top_p)
+                           generator=request.generator, top_k=request.sampling.top_k, top_p=request.sampling.top_p,
+                           guidance=request.sampling.guidance)

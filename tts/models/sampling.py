@@ -11,11 +11,14 @@ import torch
 @dataclass(frozen=True)
 class SamplingConfig:
     """Attributes:
-        greedy: argmax (the other fields are ignored).
+        greedy: argmax (temperature, top-k, top-p and repetition-aware sampling are ignored).
         ras_window, ras_threshold: repetition-aware sampling: when the nucleus-sampled token already fills more than
             ``threshold`` of the last ``window`` tokens, draw again from the whole distribution (0 window: off).
         constrain_alignment: a model with a guided alignment head (VALL-E's ``align_layer``) decodes with it moving
             monotonically through the text and ends only at the text's end; models without one ignore it.
+        guidance: classifier-free guidance by the text, for models trained to predict without it too
+            (``TokenModel.supports_guidance``): logits ``c + guidance * (c - u)`` from the prediction with the text
+            (c) and without (u); 0 is off.
     """
 
     greedy: bool = False
@@ -25,6 +28,7 @@ class SamplingConfig:
     ras_window: int = 10
     ras_threshold: float = 0.1
     constrain_alignment: bool = True
+    guidance: float = 0.0
 
 
 def filter_logits(logits: torch.Tensor, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
