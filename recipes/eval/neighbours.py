@@ -9,7 +9,8 @@ true one: a model that predicts it has not erred.
 
 With ``--checkpoint`` (a MobileSpeech release), the model predicts the first layer wholly masked in one pass (as
 validation's ``smd_first``; durations and prefix prompts as training's), and the recipe prints how often its argmax
-is the true token or among its r nearest codewords.
+is the true token or among its r nearest codewords. ``--guidance G [G ...]`` (a model trained with
+``model.text_dropout``) ranks the argmax of the guided logits ``c + G (c - u)`` too, c with the text and u without.
 
     python recipes/eval/neighbours.py --cuts data/voice_bdl/cuts_valid.jsonl.gz --checkpoint runs/ms_mini/release
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Dict
 
 import numpy as np
 import torch
@@ -61,21 +63,26 @@ def resynthesis_wer(codec, cuts, layer: int, ranks, seed: int) -> dict:
     return {name: float(np.mean(v)) for name, v in scores.items()}
 
 
-def model_ranks(release, cuts, codewords: torch.Tensor, max_duration: float = 60.0) -> torch.Tensor:
-    """Per scored frame, the rank of the model's one-pass first-layer argmax among the true token's neighbours."""
+def model_ranks(release, cuts, codewords: torch.Tensor, max_duration: float = 60.0,
+                guidance=(0.0,)) -> Dict[float, torch.Tensor]:
+    """Per guidance scale, per scored frame: the rank of the model's one-pass first-layer argmax (of the guided
+    logits) among the true token's neighbours."""
     from tts.data.dataset import TokenDataset, make_sampler
 
     model = release.model.float().eval()
     ranks_of = nearest_codewords(codewords, codewords.shape[0]).argsort(1)  # [a, b]: b's place among a's nearest
     dataset = TokenDataset(release.symbols)
-    out = []
+    out: Dict[float, list] = {g: [] for g in guidance}
     with torch.no_grad():
         for batch_cuts in make_sampler(cuts, max_duration, shuffle=False, num_buckets=1):
             batch = dataset[batch_cuts]
-            logits, target = model.first_layer_logits(batch)
+            cond, target = model.first_layer_logits(batch)
+            uncond = model.first_layer_logits(batch, without_text=True)[0] if any(guidance) else None
             scored = target >= 0
-            out.append(ranks_of[target[scored], logits.argmax(-1)[scored]])
-    return torch.cat(out)
+            for g in guidance:
+                logits = cond + g * (cond - uncond) if g else cond
+                out[g].append(ranks_of[target[scored], logits.argmax(-1)[scored]])
+    return {g: torch.cat(ranks) for g, ranks in out.items()}
 
 
 def main() -> int:
@@ -87,6 +94,8 @@ def main() -> int:
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 5, 20, 50, 100, 200, 400])
     parser.add_argument("--limit", type=int, help="only the first N cuts")
     parser.add_argument("--no-resynthesis", action="store_true", help="only the model's ranks")
+    parser.add_argument("--guidance", type=float, nargs="+", default=[0.0],
+                        help="guidance scales of the ranked guesses (default 0; above 0 needs model.text_dropout)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -107,6 +116,10 @@ def main() -> int:
         release = load_token_model(args.checkpoint)
         if release.model_type != "mobilespeech":
             parser.error(f"{args.checkpoint} is a {release.model_type} release; the ranks need MobileSpeech")
+        if any(args.guidance) and not release.model.supports_guidance:
+            parser.error(f"{args.checkpoint} was trained without model.text_dropout: it cannot follow --guidance")
+    if not all(0 <= g <= 10 for g in args.guidance):
+        parser.error("--guidance must be from 0 to 10")
     cuts = load_manifest(args.cuts)
     if args.limit is not None:
         cuts = cuts.subset(first=min(args.limit, len(cuts)))
@@ -117,10 +130,12 @@ def main() -> int:
         for name, wer in resynthesis_wer(codec, cuts, args.layer - 1, args.ranks, args.seed).items():
             print(f"  {name}\t{wer:.3f}")
     if release is not None:
-        ranks = model_ranks(release, cuts, codec.quantizer.layers[0].codebook.embed)
-        shares = ", ".join(f"<= {r}: {(ranks <= r).float().mean():.3f}" for r in [0] + list(args.ranks))
-        print(f"{args.checkpoint}: {len(ranks)} frames, first-layer argmax among the true token's nearest: {shares}; "
-              f"median rank {int(ranks.median())}")
+        by_scale = model_ranks(release, cuts, codec.quantizer.layers[0].codebook.embed, guidance=args.guidance)
+        for g, ranks in by_scale.items():
+            shares = ", ".join(f"<= {r}: {(ranks <= r).float().mean():.3f}" for r in [0] + list(args.ranks))
+            scale = f" (guidance {g:g})" if len(by_scale) > 1 or g else ""
+            print(f"{args.checkpoint}{scale}: {len(ranks)} frames, first-layer argmax among the true token's nearest: "
+                  f"{shares}; median rank {int(ranks.median())}")
     return 0
 
 

@@ -43,6 +43,11 @@ def test_text_dropout_hides_the_text_in_training_only(built):
     plain.eval(), dropped.eval()
     with torch.no_grad():
         assert torch.equal(smd_loss(plain, batch), smd_loss(dropped, batch))
+        # the one-pass first-layer prediction without the text (recipes/eval/neighbours.py --guidance) ignores it
+        without, target = plain.first_layer_logits(batch, without_text=True)
+        assert torch.equal(without, plain.first_layer_logits(other, without_text=True)[0])
+        assert not torch.allclose(without, plain.first_layer_logits(batch)[0])
+        assert torch.equal(target, plain.first_layer_logits(batch)[1])
 
 
 @pytest.mark.parametrize("value", [1.0, -0.1, True, "some"])

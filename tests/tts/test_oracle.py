@@ -79,3 +79,14 @@ def test_neighbours_recipe_swaps_tokens_and_ranks_guesses(built, tmp_path):
     assert len(shares) == 3 and shares == sorted(shares) and shares[-1] <= 1.0, lines[5]
     bad = neighbours("--cuts", cuts, "--codec", root / "codec", "--layer", 9)
     assert bad.returncode == 2 and bad.stderr.strip().splitlines()[-1].endswith("--layer must be 1 to 8, got 9")
+    # guided guesses: a line per scale, the unguided one as before; a model trained without the drop refuses
+    bad = neighbours("--cuts", cuts, "--codec", root / "codec", "--checkpoint", release, "--ranks", 1,
+                     "--guidance", 2)
+    assert bad.returncode == 2 and "cannot follow --guidance" in bad.stderr.strip().splitlines()[-1], bad.stderr
+    guided = tiny_release(tmp_path / "g", "mobilespeech", text_dropout=0.2)
+    proc = neighbours("--cuts", cuts, "--codec", root / "codec", "--checkpoint", guided, "--limit", 2,
+                      "--ranks", 1, 3, "--no-resynthesis", "--guidance", 0, 2)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2 and "(guidance 0)" in lines[0] and "(guidance 2)" in lines[1]
+    assert lines[0].split(" frames")[0].endswith(lines[1].split(" frames")[0].split(": ")[-1])

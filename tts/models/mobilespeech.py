@@ -365,11 +365,13 @@ class MobileSpeech(TokenModel):
         first = token_metrics(*self.first_layer_logits(batch))
         return super().validation_outputs(batch, index) + [{"smd_first": first}]
 
-    def first_layer_logits(self, batch: TokenBatch) -> Tuple[torch.Tensor, torch.Tensor]:
+    def first_layer_logits(self, batch: TokenBatch, without_text: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(logits [B, T, C], targets [B, T])`` of the first layer wholly masked, in one pass: the condition of
         training's probabilistic mask (a prefix prompt's frames visible and not scored: ``IGNORE`` there and past
-        each item's end)."""
+        each item's end). ``without_text``: the prediction with the text zeroed, as ``text_dropout`` trains it."""
         _, _, _, _, memory, _, memory_mask, frames = self._context(batch)
+        if without_text:
+            frames = torch.zeros_like(frames)
         codes, lens = batch.codes, batch.code_lens
         prefix = self._prefix(batch)
         scored = lengths_mask(lens, codes.shape[2]) & ~prefix
