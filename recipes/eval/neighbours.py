@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from toolkit.errors import InputError  # noqa: E402
 from toolkit.runs import run_cli  # noqa: E402
+from tts.cli import ranged  # noqa: E402
 from tts.models.mobilespeech import nearest_codewords  # noqa: E402
 
 
@@ -94,8 +95,9 @@ def main() -> int:
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 5, 20, 50, 100, 200, 400])
     parser.add_argument("--limit", type=int, help="only the first N cuts")
     parser.add_argument("--no-resynthesis", action="store_true", help="only the model's ranks")
-    parser.add_argument("--guidance", type=float, nargs="+", default=[0.0],
-                        help="guidance scales of the ranked guesses (default 0; above 0 needs model.text_dropout)")
+    parser.add_argument("--guidance", type=ranged("guidance"), nargs="+", default=[0.0],
+                        help="guidance scales of the ranked guesses, 0 to 10 as tts synthesize's (default 0; above 0 "
+                             "needs model.text_dropout)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -118,8 +120,6 @@ def main() -> int:
             parser.error(f"{args.checkpoint} is a {release.model_type} release; the ranks need MobileSpeech")
         if any(args.guidance) and not release.model.supports_guidance:
             parser.error(f"{args.checkpoint} was trained without model.text_dropout: it cannot follow --guidance")
-    if not all(0 <= g <= 10 for g in args.guidance):
-        parser.error("--guidance must be from 0 to 10")
     cuts = load_manifest(args.cuts)
     if args.limit is not None:
         cuts = cuts.subset(first=min(args.limit, len(cuts)))
