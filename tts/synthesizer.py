@@ -71,6 +71,7 @@ class Sentence:
 
 
 MAX_TEXT_CHARS = 2000  # per call, all texts together; raise it with max_chars (tts synthesize --max-chars)
+DEFAULT_STEPS = 16  # MobileSpeech's decoding rounds of its first layer (tts synthesize --steps, the API's steps)
 MAX_SENTENCE_WORDS = 40  # longer sentences are split at clauses, then words: each piece stays under the 40 s guard
 # Ranges of the numeric options, checked once at the boundary (CLI and API alike).
 LIMITS = {"batch_size": (1, 256), "steps": (1, 256), "speed": (0.25, 4.0), "temperature": (0.0, 10.0),
@@ -323,8 +324,8 @@ class Synthesizer:
     def synthesize(self, prompt: Union[PathLike, torch.Tensor, np.ndarray, Prompt], texts: Union[str, Sequence[str]],
                    prompt_text: Optional[str] = None, prompt_seconds: float = 3.0,
                    sampling: Optional[SamplingConfig] = None, seed: Optional[int] = None, batch_size: int = 8,
-                   sample_rate: Optional[int] = None, progress: bool = False, steps: int = 16, speed: float = 1.0,
-                   max_chars: int = MAX_TEXT_CHARS) -> Union[np.ndarray, List[np.ndarray]]:
+                   sample_rate: Optional[int] = None, progress: bool = False, steps: int = DEFAULT_STEPS,
+                   speed: float = 1.0, max_chars: int = MAX_TEXT_CHARS) -> Union[np.ndarray, List[np.ndarray]]:
         """Speech for one text (a waveform ``[L]`` at ``self.sample_rate``) or for a list of texts (a list).
 
         Each text is split into sentences; all sentences are decoded in batches of ``batch_size``. ``seed`` makes
@@ -381,7 +382,7 @@ class Synthesizer:
         return sentences
 
     def decode_batch(self, prompt: Prompt, sentences: Sequence[Sentence], sampling: Optional[SamplingConfig] = None,
-                     generator: Optional[torch.Generator] = None, steps: int = 16,
+                     generator: Optional[torch.Generator] = None, steps: int = DEFAULT_STEPS,
                      speed: float = 1.0) -> List[np.ndarray]:
         """One batch: the sentences (of any texts, all in the voice of ``prompt``) decoded together by the model and
         the codec; a waveform ``[L_i]`` at ``self.sample_rate`` per sentence.

@@ -19,6 +19,7 @@ from tts.serve.formats import FORMATS, UNKNOWN_SIZE
 ROOT = Path(__file__).resolve().parents[2]
 PROMPT = ROOT / "examples" / "prompt.wav"
 TRANSCRIPT = (ROOT / "examples" / "prompt.txt").read_text().strip()
+LJ, LJ_TRANSCRIPT = ROOT / "examples" / "lj.wav", (ROOT / "examples" / "lj.txt").read_text().strip()
 
 
 def speech(client, **fields):
@@ -79,14 +80,56 @@ def test_streaming_sends_each_sentence_and_seed_matches_the_python_api(make_clie
     assert body[:4] == b"RIFF" and int.from_bytes(body[40:44], "little") == UNKNOWN_SIZE
     samples = np.frombuffer(body[44:], "<i2").astype(np.float32) / 32767
     # a seeded request is decoded apart from others, in batches of --max-batch: the Python API's audio, exactly
-    transcript = (ROOT / "examples" / "lj.txt").read_text().strip()
-    prompt = synthesizer.prepare_prompt(ROOT / "examples" / "lj.wav", transcript, 60)
+    prompt = synthesizer.prepare_prompt(LJ, LJ_TRANSCRIPT, 60)
     expected = synthesizer.synthesize(prompt, text, seed=7, batch_size=2, sampling=SamplingConfig())
     assert samples.size == expected.size and np.abs(samples - expected).max() < 2 / 32767
     whole = speech(client, input=text, seed=7)
     assert whole.status_code == 200
     np.testing.assert_allclose(sf.read(io.BytesIO(whole.content))[0], samples, atol=2 / 32767)
     assert_error(speech(client, stream=True, response_format="flac"), 400, "stream")
+
+
+def test_decoding_options_are_those_of_the_python_api(make_client, synthesizer):
+    client = make_client()
+    text = "First sentence here. Second one."
+    prompt = synthesizer.prepare_prompt(LJ, LJ_TRANSCRIPT, 60)
+
+    def served(**options) -> np.ndarray:
+        response = speech(client, input=text, **options)
+        assert response.status_code == 200, response.text
+        return sf.read(io.BytesIO(response.content))[0]
+
+    sharp = served(seed=3, temperature=0.5, top_k=3, top_p=0.9)
+    expected = synthesizer.synthesize(prompt, text, seed=3,
+                                      sampling=SamplingConfig(temperature=0.5, top_k=3, top_p=0.9))
+    assert sharp.size == expected.size and np.abs(sharp - expected).max() < 2 / 32767
+    default = served(seed=3)
+    assert default.size != sharp.size or np.abs(default - sharp).max() > 0.01  # the options are not ignored
+    greedy = synthesizer.synthesize(prompt, text, sampling=SamplingConfig(greedy=True))
+    for _ in range(2):  # greedy needs no seed
+        np.testing.assert_allclose(served(greedy=True), greedy, atol=2 / 32767)
+    assert client.get("/health").json()["guidance"] is False
+
+
+def test_guidance_is_served_for_a_model_trained_for_it(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from tests.support import tiny_release
+    from tts.serve import ServeConfig
+    from tts.serve.app import create_app
+    from tts.synthesizer import Synthesizer
+
+    guided = Synthesizer.from_pretrained(tiny_release(tmp_path / "release", "mobilespeech", text_dropout=0.2))
+    with TestClient(create_app(ServeConfig(voices_dir=tmp_path / "voices"), guided)) as client:
+        health = client.get("/health").json()
+        assert health["guidance"] is True and health["steps"] is True
+        response = speech(client, model="mobilespeech", seed=5, guidance=2.0, steps=4)
+        assert response.status_code == 200, response.text
+        prompt = guided.prepare_prompt(LJ, LJ_TRANSCRIPT, 60)
+        expected = guided.synthesize(prompt, "Hello there.", seed=5, steps=4, sampling=SamplingConfig(guidance=2.0))
+        audio = sf.read(io.BytesIO(response.content))[0]
+        assert audio.size == expected.size and np.abs(audio - expected).max() < 2 / 32767
+        assert_error(speech(client, model="mobilespeech", guidance=11), 400, "guidance", "between")
 
 
 BAD_SPEECH = [  # (body, status, words of the message)
@@ -98,6 +141,13 @@ BAD_SPEECH = [  # (body, status, words of the message)
     ('{"model": "valle", "input": "Hi.", "voice": "lj", "stream": "yes"}', 400, ["stream"]),
     ('{"model": "valle", "input": "Hi.", "voice": "lj", "speed": 2.0}', 400, ["speed", "not supported"]),
     ('{"model": "valle", "input": "Hi.", "voice": "lj", "seed": -1}', 400, ["seed"]),
+    ('{"model": "valle", "input": "Hi.", "voice": "lj", "temperature": 0}', 400, ["temperature", "above 0"]),
+    ('{"model": "valle", "input": "Hi.", "voice": "lj", "temperature": "hot"}', 400, ["temperature"]),
+    ('{"model": "valle", "input": "Hi.", "voice": "lj", "top_p": 1.5}', 400, ["top_p", "between"]),
+    ('{"model": "valle", "input": "Hi.", "voice": "lj", "top_k": 2.5}', 400, ["top_k"]),
+    ('{"model": "valle", "input": "Hi.", "voice": "lj", "steps": 0}', 400, ["steps", "between"]),
+    ('{"model": "valle", "input": "Hi.", "voice": "lj", "greedy": "yes"}', 400, ["greedy"]),
+    ('{"model": "valle", "input": "Hi.", "voice": "lj", "guidance": 1.0}', 400, ["guidance", "not supported"]),
     ('{"model": "gpt-9", "input": "Hi.", "voice": "lj"}', 400, ["unknown model", "valle"]),
     ('{"model": "valle", "input": "Hi.", "voice": "nobody"}', 404, ["no voice 'nobody'"]),
     ('{"model": "valle", "input": "Hi.", "voice": "../../etc/passwd"}', 400, ["not a voice id"]),
@@ -205,6 +255,16 @@ def test_requests_that_arrive_together_are_decoded_together(make_client, synthes
     assert all(a.status_code == 200 for a in answers)
     assert sum(calls) == 8 and len(calls) < 6  # a batch holds one voice (the models take one prompt per batch)
     assert client.get("/health").json()["batching"]["mean_batch"] > 1.5
+
+
+def test_requests_with_other_decoding_options_are_decoded_apart(make_client, synthesizer, monkeypatch):
+    client = make_client(max_batch=8, max_wait=0.3)
+    calls = slow_decoding(monkeypatch, synthesizer, 0.2)
+    options = [{}] * 4 + [{"temperature": 0.7}] * 4
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda fields: speech(client, **fields), options))
+    assert all(a.status_code == 200 for a in answers)
+    assert sum(calls) == 8 and len(calls) >= 2 and max(calls) <= 4  # a batch holds one set of options
 
 
 def test_a_full_queue_answers_503_with_retry_after(make_client, synthesizer, monkeypatch):

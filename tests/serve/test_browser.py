@@ -88,6 +88,24 @@ def test_page_uploads_a_voice_and_plays_speech(tiny_valle, tmp_path):
             driver.find_element(By.ID, "synthesize").click()
             wait.until(EC.visibility_of_element_located((By.ID, "error")))
             assert "cannot speak" in driver.find_element(By.ID, "error").text
+            # the decoding options reach the API: a bad one is refused with its message, good ones decode
+            driver.find_element(By.CSS_SELECTOR, "#decoding summary").click()
+            assert not driver.find_element(By.ID, "guidance-label").is_displayed()  # this VALL-E was not trained so
+            driver.find_element(By.ID, "text").clear()
+            driver.find_element(By.ID, "text").send_keys("Hello there.")
+            temperature = driver.find_element(By.ID, "temperature")
+            temperature.clear()
+            temperature.send_keys("0")
+            driver.find_element(By.ID, "synthesize").click()
+            wait.until(lambda d: "temperature must be above 0" in d.find_element(By.ID, "error").text)
+            temperature.clear()
+            temperature.send_keys("0.7")
+            driver.find_element(By.ID, "seed").send_keys("11")
+            driver.find_element(By.ID, "greedy").click()
+            before = driver.find_element(By.ID, "result").get_attribute("src")
+            driver.find_element(By.ID, "synthesize").click()
+            wait.until(lambda d: d.find_element(By.ID, "result").get_attribute("src") != before)
+            assert not driver.find_element(By.ID, "error").is_displayed()
         assert server.returncode == 0
     finally:
         driver.quit()

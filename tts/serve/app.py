@@ -1,8 +1,9 @@
 """The HTTP API and the page: ``create_app(config, synthesizer)`` is the ASGI application ``tts serve`` runs.
 
 - ``POST /v1/audio/speech``: OpenAI's request (``model``, ``input``, ``voice``, ``response_format``, ``speed``) plus
-  ``stream`` (send each sentence as soon as it is decoded; wav and pcm) and ``seed`` (reproducible audio; such a
-  request is decoded apart from others).
+  ``stream`` (send each sentence as soon as it is decoded; wav and pcm), ``seed`` (reproducible audio; such a
+  request is decoded apart from others) and the decoding options of ``tts synthesize`` (``greedy``, ``temperature``,
+  ``top_k``, ``top_p``, ``guidance``, ``steps``).
 - ``GET/POST /v1/voices``, ``DELETE /v1/voices/{id}``: the voices (``tts.serve.voices``).
 - ``GET /v1/models``, ``GET /health``, and the page at ``/``.
 
@@ -34,18 +35,20 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from tts import __version__
-from tts.serve.batching import Batcher, QueueFull, stats_dict
+from tts.serve.batching import Batcher, Decoding, QueueFull, stats_dict
 from tts.serve.config import ApiError, ServeConfig
 from tts.serve.formats import FORMATS, encode, pcm16, wav_stream_header
 from tts.serve.middleware import ServeMiddleware
 from tts.serve.voices import Voice, VoiceStore, read_prompt_upload
-from tts.synthesizer import SENTENCE_PAUSE_SECONDS, Sentence, Synthesizer, SynthesisError, check_option, \
-    check_text, join_sentences
+from tts.models.sampling import SamplingConfig
+from tts.synthesizer import DEFAULT_STEPS, SENTENCE_PAUSE_SECONDS, Sentence, Synthesizer, SynthesisError, \
+    check_option, check_text, join_sentences
 
 log = logging.getLogger("tts.serve")
 
 OPENAI_MODELS = ("tts-1", "tts-1-hd")  # what OpenAI clients send by default: served by the one model loaded
 MAX_TRANSCRIPT_CHARS = 500
+DECODING = SamplingConfig()  # the defaults of the decoding options, as tts synthesize has them
 
 
 class SpeechRequest(BaseModel):
@@ -60,6 +63,16 @@ class SpeechRequest(BaseModel):
     speed: float = 1.0
     stream: bool = False
     seed: Optional[int] = None
+    greedy: bool = DECODING.greedy
+    temperature: float = DECODING.temperature
+    top_k: int = DECODING.top_k
+    top_p: float = DECODING.top_p
+    guidance: float = DECODING.guidance
+    steps: int = DEFAULT_STEPS
+
+    def sampling(self) -> SamplingConfig:
+        return SamplingConfig(greedy=self.greedy, temperature=self.temperature, top_k=self.top_k, top_p=self.top_p,
+                              guidance=self.guidance)
 
 
 def create_app(config: ServeConfig, synthesizer: Synthesizer) -> ServeMiddleware:
@@ -114,7 +127,8 @@ def create_app(config: ServeConfig, synthesizer: Synthesizer) -> ServeMiddleware
         if body.stream and not fmt.streams:
             raise ApiError(400, f"stream is available for {', '.join(f.name for f in FORMATS.values() if f.streams)}"
                                 f", not {fmt.name}", "stream")
-        for name, value in (("speed", body.speed), ("seed", body.seed)):
+        for name in ("speed", "seed", "temperature", "top_k", "top_p", "guidance", "steps"):
+            value = getattr(body, name)
             try:
                 if value is not None:
                     check_option(name, value)
@@ -122,6 +136,9 @@ def create_app(config: ServeConfig, synthesizer: Synthesizer) -> ServeMiddleware
                 raise ApiError(400, str(err), name) from None
         if body.speed != 1.0 and not synthesizer.supports_speed:
             raise ApiError(400, f"speed is not supported by the {model_name} model (only 1.0)", "speed")
+        if body.guidance and not synthesizer.supports_guidance:
+            raise ApiError(400, f"guidance is not supported by this {model_name} model (only 0): it was not trained "
+                                f"to predict without the text", "guidance")
         if not body.input.strip():
             raise ApiError(400, "input is empty", "input")
         voice = store.get(body.voice)
@@ -135,7 +152,8 @@ def create_app(config: ServeConfig, synthesizer: Synthesizer) -> ServeMiddleware
             chunks = [sentences[i: i + config.max_batch] for i in range(0, len(sentences), config.max_batch)]
             generator = torch.Generator().manual_seed(body.seed) if body.seed is not None else None
             try:
-                futures = batcher.submit(request, voice, chunks, body.speed, generator)
+                futures = batcher.submit(request, voice, chunks, Decoding(body.sampling(), body.steps, body.speed),
+                                         generator)
             except QueueFull as full:
                 raise ApiError(503, str(full), headers={"Retry-After": str(full.retry_after)}) from None
         except BaseException:
@@ -241,6 +259,7 @@ def create_app(config: ServeConfig, synthesizer: Synthesizer) -> ServeMiddleware
         return {"status": "ok", "version": __version__, "model": model_name, "sample_rate": synthesizer.sample_rate,
                 "voices": len(store.list()), "formats": list(FORMATS), "auth": config.api_key is not None,
                 "needs_transcript": synthesizer.needs_prompt_text, "speed": synthesizer.supports_speed,
+                "guidance": synthesizer.supports_guidance, "steps": model_name == "mobilespeech",
                 "max_chars": config.max_chars, "max_upload_bytes": config.max_upload_bytes,
                 "batching": stats_dict(batcher)}
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from toolkit.memory import release_memory
+from tts.models.sampling import SamplingConfig
 from tts.serve.voices import Voice
 from tts.synthesizer import Prompt, Sentence, Synthesizer
 
@@ -39,6 +40,16 @@ class QueueFull(Exception):
         self.retry_after = retry_after
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """How a request's sentences are decoded (``Synthesizer.decode_batch``'s options): only jobs with equal options
+    share a batch."""
+
+    sampling: SamplingConfig
+    steps: int
+    speed: float
+
+
 @dataclass
 class Job:
     """Sentences of one request, in one voice, that must be decoded together or with others of the same ``key``."""
@@ -46,7 +57,7 @@ class Job:
     request: object  # the token of ``Batcher.begin``
     voice: Voice
     sentences: Sequence[Sentence]
-    speed: float
+    decoding: Decoding
     generator: Optional[torch.Generator]  # a seeded request's own random source: it never shares a batch
     future: asyncio.Future
     loop: asyncio.AbstractEventLoop
@@ -54,7 +65,7 @@ class Job:
 
     @property
     def key(self) -> Hashable:
-        return (self.voice.id, self.voice.audio, self.speed, id(self.generator) if self.generator else None)
+        return (self.voice.id, self.voice.audio, self.decoding, id(self.generator) if self.generator else None)
 
 
 @dataclass
@@ -124,12 +135,12 @@ class Batcher:
             self._active -= 1
             self._cond.notify_all()
 
-    def submit(self, request: object, voice: Voice, chunks: Sequence[Sequence[Sentence]], speed: float,
+    def submit(self, request: object, voice: Voice, chunks: Sequence[Sequence[Sentence]], decoding: Decoding,
                generator: Optional[torch.Generator]) -> List[asyncio.Future]:
         """Queue a request's sentences, a job per chunk (each at most ``max_batch``), all or none; a future per chunk
         resolves to its waveforms. Raises ``QueueFull``."""
         loop = asyncio.get_running_loop()
-        jobs = [Job(request, voice, chunk, speed, generator, loop.create_future(), loop) for chunk in chunks]
+        jobs = [Job(request, voice, chunk, decoding, generator, loop.create_future(), loop) for chunk in chunks]
         count = sum(len(chunk) for chunk in chunks)
         with self._cond:
             if self._stopping or self._queued + count > self.queue_size:
@@ -183,8 +194,9 @@ class Batcher:
             try:
                 prompt = self._prompt(live[0].voice)
                 sentences = [s for job in live for s in job.sentences]
-                audio = self.synthesizer.decode_batch(prompt, sentences, generator=live[0].generator,
-                                                      speed=live[0].speed)
+                decoding = live[0].decoding
+                audio = self.synthesizer.decode_batch(prompt, sentences, decoding.sampling, live[0].generator,
+                                                      decoding.steps, decoding.speed)
             except Exception as err:  # noqa: BLE001 - the worker must outlive any one batch; the handler reports it
                 log.exception("batch of %d sentence(s) failed", sum(len(j.sentences) for j in live))
                 for job in live:

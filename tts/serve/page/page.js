@@ -39,6 +39,8 @@ async function loadHealth() {
   $("server").textContent = "Model " + health.model + " · " + health.sample_rate / 1000 + " kHz";
   $("key-section").hidden = !health.auth;
   $("speed-label").hidden = !health.speed;
+  $("guidance-label").hidden = !health.guidance;
+  $("steps-label").hidden = !health.steps;
   $("text").maxLength = health.max_chars;
   $("transcript-need").textContent = health.needs_transcript
     ? "(needed by " + health.model + "; transcribed offline when left empty, which is often wrong)" : "(optional)";
@@ -164,12 +166,24 @@ function wavFromSamples(samples, sampleRate) {
   return buffer;
 }
 
+function decodingOptions() {
+  // The decoding fields of the request, as the form has them; the server checks their ranges and says what is wrong.
+  const number = (id) => Number($(id).value);
+  const options = { greedy: $("greedy").checked, temperature: number("temperature"), top_k: number("top-k"),
+    top_p: number("top-p") };
+  if (health.guidance) options.guidance = number("guidance");
+  if (health.steps) options.steps = number("steps");
+  if ($("seed").value.trim() !== "") options.seed = number("seed");
+  return options;
+}
+
 async function synthesize() {
   showError("");
   const text = $("text").value.trim();
   if (!text) { showError("Type some text first."); return; }
   const request = { model: health.model, input: text, voice: $("voice").value, response_format: "wav", stream: true };
   if (health.speed) request.speed = Number($("speed").value);
+  Object.assign(request, decodingOptions());
   $("synthesize").disabled = true;
   const started = performance.now();
   busy("Waiting for the first sentence…");
