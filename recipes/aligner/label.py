@@ -3,6 +3,9 @@
     python recipes/aligner/label.py --release runs/aligner_mini/release --cuts data/mini/cuts_train.jsonl.gz \
         --out data/mini/cuts_train.dur.jsonl.gz
 
+``--release bundled`` is the aligner bundled with the package (``tts/assets/aligner-mini``, trained on the mini
+corpus's codes of the bundled codec): it labels cuts tokenized with that codec without an aligner of one's own.
+
 Cuts with stored durations (the exact timings of synthetic espeak-ng speech) keep them; the aligner's hard alignment
 of each such cut is compared with them, and the mean boundary error in frames (where each phone ends) is reported,
 beside that of uniform durations (each phone of an utterance as long as the others), the baseline it is read against.
@@ -32,7 +35,7 @@ from toolkit.files import atomic_path
 from toolkit.runs import run_cli
 from tts.data.dataset import cut_codes, fitting_durations, stored_durations
 from tts.models.aligner import boundary_error, uniform_durations
-from tts.release import load_token_model
+from tts.release import bundled_release, load_token_model
 from tts.text import is_phone
 
 
@@ -123,7 +126,8 @@ def transfer(source: Path, cuts_path: Path, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--release", type=Path, help="an aligner release (recipes/aligner/train.py)")
+    source.add_argument("--release", help="an aligner release (recipes/aligner/train.py), or 'bundled' for the one "
+                        "bundled with the package (for codes of the bundled codec)")
     source.add_argument("--durations-from", type=Path, help="a labelled manifest of the same utterances (another "
                         "codec's codes): copy its durations by cut id instead of running an aligner")
     parser.add_argument("--cuts", type=Path, required=True, help="tokenized cuts")
@@ -137,7 +141,8 @@ def main() -> None:
             raise ValueError(f"no cuts at {args.durations_from}")
         print(json.dumps(transfer(args.durations_from, args.cuts, args.out), indent=1))
     else:
-        print(json.dumps(label(args.release, args.cuts, args.out, args.batch_size), indent=1))
+        release = bundled_release("aligner") if args.release == "bundled" else Path(args.release)
+        print(json.dumps(label(release, args.cuts, args.out, args.batch_size), indent=1))
 
 
 if __name__ == "__main__":
