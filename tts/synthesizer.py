@@ -71,7 +71,9 @@ class Sentence:
 
 
 MAX_TEXT_CHARS = 2000  # per call, all texts together; raise it with max_chars (tts synthesize --max-chars)
-DEFAULT_STEPS = 16  # MobileSpeech's decoding rounds of its first layer (tts synthesize --steps, the API's steps)
+# MobileSpeech's decoding rounds of its first layer: synthesize's and the API's default (tts synthesize --steps has
+# the same 16 as a literal: tts/cli.py imports this module only when a command runs)
+DEFAULT_STEPS = 16
 MAX_SENTENCE_WORDS = 40  # longer sentences are split at clauses, then words: each piece stays under the 40 s guard
 # Ranges of the numeric options, checked once at the boundary (CLI and API alike).
 LIMITS = {"batch_size": (1, 256), "steps": (1, 256), "speed": (0.25, 4.0), "temperature": (0.0, 10.0),
