@@ -19,10 +19,14 @@ def shared_path(*parts: str) -> Path:
     return path
 
 
+# Under pytest-xdist (README's test command runs two workers) each worker takes one core; alone, a test takes two.
+THREADS = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
+
+
 @pytest.fixture(autouse=True)
 def _seed_and_threads():
     torch.manual_seed(0)
-    torch.set_num_threads(2)
+    torch.set_num_threads(THREADS)
     yield
 
 

@@ -159,7 +159,7 @@ def test_fine_tuning_commands(tmp_path):
     from codec import BUNDLED_DIR
 
     noise_cuts(tmp_path, "my_cuts")
-    steps = " --set train.max_steps=2 train.batch_size=2 --wandb disabled --threads 2"
+    steps = " --set train.max_steps=2 train.batch_size=2 --wandb disabled --threads 1"
     bundled = snippet("bash", "--init-from bundled").strip()
     run(bundled + steps, tmp_path)
     info = json.loads((tmp_path / "runs" / "ft" / "init_from.json").read_text())
@@ -190,7 +190,7 @@ def test_bundled_codec_commands(tmp_path):
     lines = snippet("bash", "--init-from tts/assets/languagecodec-mini-step7000").strip().splitlines()
     train_v2, export_v2, train_v3, export_v3, train_v4, export_v4, train_v5, export_v5, train_v7, export_v7 = lines[:10]
     train_v8, export_v8, train_v10p, export_v10p, train_v11d, export_v11d, evaluate = lines[10:]
-    short = {"--threads 1": "--threads 2 --wandb disabled --set train.checkpoint_every=2 train.batch_size=2"}
+    short = {"--threads 1": "--threads 1 --wandb disabled --set train.checkpoint_every=2 train.batch_size=2"}
 
     def config(run):
         return json.loads((tmp_path / "runs" / run / "train_config.json").read_text())

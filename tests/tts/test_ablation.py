@@ -34,7 +34,7 @@ def test_smoke_run(tmp_path):
     documented = snippet("bash", "recipes/ablation/run.py").strip()  # the ablation page's command, smoke-sized
     documented = documented.replace("configs/mini.yaml", "configs/smoke.yaml").replace("runs/ablation_mini",
                                                                                        str(tmp_path / "run"))
-    cmd = [sys.executable, *documented.split()[1:], "--threads", "2"]
+    cmd = [sys.executable, *documented.split()[1:], "--threads", "1"]
     assert cmd[1] == "recipes/ablation/run.py"  # run from the repository root, as documented
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, cwd=ROOT)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -66,7 +66,7 @@ def test_smoke_run(tmp_path):
     config["codec"]["resume_from"] = {"mcrvq": str(first / "codec_mcrvq" / "checkpoints" / "step-00000020")}
     (tmp_path / "second.yaml").write_text(yaml.safe_dump(config))
     second = [sys.executable, str(ROOT / "recipes" / "ablation" / "run.py"), "--config", str(tmp_path / "second.yaml"),
-              "--out-dir", str(tmp_path / "second"), "--threads", "2", "--stages"]
+              "--out-dir", str(tmp_path / "second"), "--threads", "1", "--stages"]
     out = subprocess.run(second + ["corpus", "data", "tokens_mcrvq", "codec_mcrvq"], capture_output=True, text=True,
                          timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -84,7 +84,7 @@ def test_smoke_run(tmp_path):
     config["codec"]["set"] = config["codec"]["set"] + ["train.learning_rate=0.0001"]
     (tmp_path / "third.yaml").write_text(yaml.safe_dump(config))
     third = [sys.executable, str(ROOT / "recipes" / "ablation" / "run.py"), "--config", str(tmp_path / "third.yaml"),
-             "--out-dir", str(tmp_path / "third"), "--threads", "2", "--stages", "corpus", "data", "codec_mcrvq"]
+             "--out-dir", str(tmp_path / "third"), "--threads", "1", "--stages", "corpus", "data", "codec_mcrvq"]
     out = subprocess.run(third, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 1 and "settings differ in learning_rate" in out.stderr, out.stderr[-2000:]
     assert not (tmp_path / "third" / "codec_mcrvq" / "release").exists()
