@@ -248,6 +248,10 @@ class Synthesizer:
         return self.model.supports_guidance
 
     @property
+    def supports_steps(self) -> bool:
+        return self.model.supports_steps
+
+    @property
     def sample_rate(self) -> int:
         return self.codec.sample_rate
 

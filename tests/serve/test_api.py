@@ -49,6 +49,7 @@ def test_health_voices_page_and_formats(make_client):
     client = make_client()
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["model"] == "valle" and health["sample_rate"] == 24000
+    assert health["steps"] is False and health["guidance"] is False  # VALL-E decodes frame by frame, unguided
     voices = client.get("/v1/voices").json()["data"]
     assert {"prompt", "lj", "vctk_p262"} <= {v["id"] for v in voices} and all(v["builtin"] for v in voices)
     page = client.get("/")

@@ -112,6 +112,8 @@ class TokenModel(nn.Module):
             property of its config.
         supports_guidance: generation follows ``SamplingConfig.guidance`` (classifier-free guidance by the text); a
             model may make it a property of its config.
+        supports_steps: generation follows ``GenerationRequest.steps`` (rounds of parallel decoding); the others
+            decode one frame at a time and ignore it.
         joint_sequence: phonemes and audio frames are one sequence to the transformer (so padding both pads it).
         loss_only: outputs that have a loss but no token accuracies.
         progress_keys: training metrics shown on the progress bar.
@@ -125,6 +127,7 @@ class TokenModel(nn.Module):
     needs_prompt_text: ClassVar[bool] = False
     supports_speed: ClassVar[bool] = False
     supports_guidance: ClassVar[bool] = False
+    supports_steps: ClassVar[bool] = False
     joint_sequence: ClassVar[bool] = False
     loss_only: ClassVar[FrozenSet[str]] = frozenset()
     progress_keys: ClassVar[Tuple[str, ...]] = ()

@@ -174,6 +174,7 @@ class MobileSpeech(TokenModel):
     config_class = MobileSpeechConfig
     all_stages = ("smd",)
     supports_speed = True  # durations are predicted, so dividing them sets the speaking rate
+    supports_steps = True  # layer 1 is decoded in confidence-based rounds
     loss_only = frozenset({"duration", "aligner"})
     progress_keys = ("smd_loss", "smd_accuracy", "duration_loss")
 

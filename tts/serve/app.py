@@ -259,7 +259,7 @@ def create_app(config: ServeConfig, synthesizer: Synthesizer) -> ServeMiddleware
         return {"status": "ok", "version": __version__, "model": model_name, "sample_rate": synthesizer.sample_rate,
                 "voices": len(store.list()), "formats": list(FORMATS), "auth": config.api_key is not None,
                 "needs_transcript": synthesizer.needs_prompt_text, "speed": synthesizer.supports_speed,
-                "guidance": synthesizer.supports_guidance, "steps": model_name == "mobilespeech",
+                "guidance": synthesizer.supports_guidance, "steps": synthesizer.supports_steps,
                 "max_chars": config.max_chars, "max_upload_bytes": config.max_upload_bytes,
                 "batching": stats_dict(batcher)}
 
