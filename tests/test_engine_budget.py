@@ -56,7 +56,8 @@ def records(out) -> list:
 
 def test_time_budget_stops_with_a_checkpoint_and_logs_start_up_times(tmp_path):
     trainer = SlowTrainer(tmp_path, seconds=0.05)
-    trainer.train(max_minutes=BudgetClock(trainer.acc, None, None).startup / 60 + 0.6 / 60)  # 0.6 s from now
+    since_start = time.time() - BudgetClock(trainer.acc, None, None).started  # budgets count from the process's start
+    trainer.train(max_minutes=(since_start + 0.6) / 60)  # 0.6 s from now
     assert 3 <= trainer.step <= 12  # ~0.6 s of 0.05 s steps, never the config's 100,000
     assert [p.name for p in trainer.checkpoints()] == [f"step-{trainer.step:08d}"]
     logged = records(tmp_path)
@@ -86,3 +87,14 @@ def test_budget_options_must_be_positive(option):
         run_budget(args)
     args = SimpleNamespace(stop_after=None, max_minutes=10.0, checkpoint_minutes=None)
     assert run_budget(args) == {"stop_after": None, "max_minutes": 10.0, "checkpoint_minutes": 5.0}
+
+
+def test_a_second_training_in_the_process_counts_its_start_up_from_the_first_ones_end(tmp_path):
+    SlowTrainer(tmp_path / "first", seconds=0.0).train(stop_after=2)
+    ended = time.time()
+    time.sleep(0.3)  # the set-up between two stages (the ablation trains several models in one process)
+    second = SlowTrainer(tmp_path / "second", seconds=0.0)
+    second.train(stop_after=2)
+    startup = next(r for r in records(tmp_path / "second") if "time/startup_s" in r)["time/startup_s"]
+    assert 0.3 <= startup < time.time() - ended + 0.05
+    assert startup < time.time() - BudgetClock(second.acc, None, None).started - 0.3  # not from the process's start

@@ -159,8 +159,9 @@ class Trainer:
             checkpoint_minutes: also checkpoint whenever this many minutes have passed since the last checkpoint
                 (or the start of training).
 
-        The times to start up (process start to this call), to the first batch and of the first step (which holds
-        any compilation) are logged as ``time/startup_s``, ``time/first_batch_s`` and ``time/first_step_s``; a run
+        The times to start up (from the process's start, or from the end of the previous call in this process, to
+        this call), to the first batch and of the first step (which holds any compilation) are logged as
+        ``time/startup_s``, ``time/first_batch_s`` and ``time/first_step_s``; a run
         that ends by its time budget logs ``time/budget_stop_step``. At the end, what this call did: ``call/steps``,
         ``call/seconds`` (of training, checkpoints and validation included) and ``call/audio_seconds`` (of
         training audio, all processes together).
@@ -217,6 +218,7 @@ class Trainer:
             self.save_checkpoint()
         self.log({"call/steps": self.step - start_step, "call/seconds": time.perf_counter() - began_training,
                   "call/audio_seconds": seen * self.seconds_per_amount})
+        BudgetClock.last_training_end = time.time()
 
     def _log_window(self, window: List[dict], amount: float, since: float) -> dict:
         """Log the means of a window of step logs and the throughput since ``since``; returns the means."""
@@ -230,7 +232,7 @@ class Trainer:
     def log_start_times(self, clock: "BudgetClock", first_batch: float, first_step: float) -> None:
         times = {"time/startup_s": clock.startup, "time/first_batch_s": first_batch, "time/first_step_s": first_step}
         self.log(times)
-        self.acc.print(f"start-up {clock.startup:.1f} s (process start to training), first batch {first_batch:.1f} s, "
+        self.acc.print(f"start-up {clock.startup:.1f} s (to training), first batch {first_batch:.1f} s, "
                        f"first step {first_step:.1f} s")
 
     # Checkpoints --------------------------------------------------------------------------------------------------
@@ -264,6 +266,8 @@ class BudgetClock:
     """
 
     CONTINUE, CHECKPOINT, STOP = 0, 1, 2
+    last_training_end: Optional[float] = None  # when a Trainer.train call of this process last returned
+
 
     def __init__(self, accelerator, max_minutes: Optional[float], checkpoint_minutes: Optional[float]):
         import psutil
@@ -273,7 +277,9 @@ class BudgetClock:
                 raise ValueError(f"{name} must be positive, got {value}")
         self.acc = accelerator
         self.started = psutil.Process().create_time()
-        self.startup = time.time() - self.started
+        # a process that trains several times (the ablation's stages) counts each start-up from the previous
+        # training's end, not from the process's start; budgets still count from the process's start
+        self.startup = time.time() - max(self.started, BudgetClock.last_training_end or 0.0)
         self.deadline = self.started + 60 * max_minutes if max_minutes else None
         self.every = 60 * checkpoint_minutes if checkpoint_minutes else None
         self.last_checkpoint = time.time()
