@@ -161,10 +161,10 @@ class Trainer:
 
         The times to start up (from the process's start, or from the end of the previous call in this process, to
         this call), to the first batch and of the first step (which holds any compilation) are logged as
-        ``time/startup_s``, ``time/first_batch_s`` and ``time/first_step_s``; a run
-        that ends by its time budget logs ``time/budget_stop_step``. At the end, what this call did: ``call/steps``,
-        ``call/seconds`` (of training, checkpoints and validation included) and ``call/audio_seconds`` (of
-        training audio, all processes together).
+        ``time/startup_s``, ``time/first_batch_s`` and ``time/first_step_s``; a run that ends by its time budget
+        logs ``time/budget_stop_step``. At the end, what this call did: ``call/steps``, ``call/seconds`` (of
+        training, checkpoints and validation included) and ``call/audio_seconds`` (of training audio, all processes
+        together).
         """
         from tqdm import tqdm
 
@@ -267,7 +267,6 @@ class BudgetClock:
 
     CONTINUE, CHECKPOINT, STOP = 0, 1, 2
     last_training_end: Optional[float] = None  # when a Trainer.train call of this process last returned
-
 
     def __init__(self, accelerator, max_minutes: Optional[float], checkpoint_minutes: Optional[float]):
         import psutil
