@@ -249,19 +249,30 @@ class TokenTrainer(Trainer):
     @torch.no_grad()
     def validate(self, cuts=None) -> Dict[str, float]:
         """Token-weighted loss, accuracy and top-10 accuracy per stage on held-out cuts (every NAR codebook on every
-        batch); every rank computes the same numbers."""
+        batch); every rank computes the same numbers.
+
+        Prompts are prefixes of the targets whatever ``other_utterance_prob`` trains with, so that runs compare; a
+        ``validates_prompt_free`` model is also scored with prompts from other held-out utterances of each speaker."""
         cuts = cuts if cuts is not None else self.valid_cuts
         model = self.unwrapped
         was_training = model.training
         model.eval()
         sampler = make_sampler(cuts, self.config.max_duration, shuffle=False, num_buckets=1)
+        c = self.config
+        prefixed = TokenDataset(self.dataset.symbols, frame_rate=c.frame_rate, prompt_seconds=c.prompt_seconds,
+                                seed=c.seed)
+        free = TokenDataset(self.dataset.symbols, frame_rate=c.frame_rate, prompt_seconds=c.prompt_seconds,
+                            other_utterance_prob=1.0, prompt_pool=PromptPool(cuts),
+                            seed=c.seed) if model.validates_prompt_free else None
         totals: Dict[str, float] = {}
         for index, cuts_batch in enumerate(sampler):
             if self.config.validation_batches and index >= self.config.validation_batches:
                 break
-            batch = self.dataset[cuts_batch].to(self.acc.device)
+            batch = prefixed[cuts_batch].to(self.acc.device)
             with self.acc.autocast():
                 passes = model.validation_outputs(batch, index)
+                if free is not None:
+                    passes.append(model.prompt_free_outputs(free[cuts_batch].to(self.acc.device)))
             for outputs in passes:
                 for name, o in outputs.items():
                     for key, value in (("loss", o.loss), ("accuracy", o.accuracy), ("top10", o.top10)):

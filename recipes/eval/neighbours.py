@@ -11,6 +11,9 @@ With ``--checkpoint`` (a MobileSpeech release), the model predicts the first lay
 validation's ``smd_first``; durations and prefix prompts as training's), and the recipe prints how often its argmax
 is the true token or among its r nearest codewords. ``--guidance G [G ...]`` (a model trained with
 ``model.text_dropout``) ranks the argmax of the guided logits ``c + G (c - u)`` too, c with the text and u without.
+``--prompt-free`` prompts each cut with another utterance of its speaker instead, nothing of the cut visible (the
+condition of inference's first round, which reads no prompt transcript), and also ranks the opening frames that a
+prefix prompt would have held apart from the rest.
 
     python recipes/eval/neighbours.py --cuts data/voice_bdl/cuts_valid.jsonl.gz --checkpoint runs/ms_mini/release
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Dict
+from typing import Dict, Tuple
 
 import numpy as np
 import torch
@@ -64,26 +67,37 @@ def resynthesis_wer(codec, cuts, layer: int, ranks, seed: int) -> dict:
     return {name: float(np.mean(v)) for name, v in scores.items()}
 
 
-def model_ranks(release, cuts, codewords: torch.Tensor, max_duration: float = 60.0,
-                guidance=(0.0,)) -> Dict[float, torch.Tensor]:
+def model_ranks(release, cuts, codewords: torch.Tensor, max_duration: float = 60.0, guidance=(0.0,),
+                prompt_free: bool = False) -> Tuple[Dict[float, torch.Tensor], torch.Tensor]:
     """Per guidance scale, per scored frame: the rank of the model's one-pass first-layer argmax (of the guided
-    logits) among the true token's neighbours."""
-    from tts.data.dataset import TokenDataset, make_sampler
+    logits) among the true token's neighbours; and per scored frame, whether a prefix prompt would have held it.
+
+    With ``prompt_free``, each item is prompted by another utterance of its speaker among ``cuts`` (items without
+    one are skipped) and every frame is scored, as in inference's first round; otherwise by a prefix of itself."""
+    from tts.data.dataset import PromptPool, TokenDataset, make_sampler
+    from tts.models.base import IGNORE
 
     model = release.model.float().eval()
     ranks_of = nearest_codewords(codewords, codewords.shape[0]).argsort(1)  # [a, b]: b's place among a's nearest
-    dataset = TokenDataset(release.symbols)
+    prefixed = TokenDataset(release.symbols)
+    dataset = TokenDataset(release.symbols, other_utterance_prob=1.0, prompt_pool=PromptPool(cuts)) if (
+        prompt_free) else prefixed
     out: Dict[float, list] = {g: [] for g in guidance}
+    opening = []
     with torch.no_grad():
         for batch_cuts in make_sampler(cuts, max_duration, shuffle=False, num_buckets=1):
             batch = dataset[batch_cuts]
             cond, target = model.first_layer_logits(batch)
+            if prompt_free:
+                target = torch.where(batch.prompt_is_prefix[:, None], torch.full_like(target, IGNORE), target)
             uncond = model.first_layer_logits(batch, without_text=True)[0] if any(guidance) else None
             scored = target >= 0
+            held = prefixed[batch_cuts].prompt_lens  # the same draw of prefix lengths: the same cuts and seed
+            opening.append((torch.arange(target.shape[1])[None] < held[:, None])[scored])
             for g in guidance:
                 logits = cond + g * (cond - uncond) if g else cond
                 out[g].append(ranks_of[target[scored], logits.argmax(-1)[scored]])
-    return {g: torch.cat(ranks) for g, ranks in out.items()}
+    return {g: torch.cat(ranks) for g, ranks in out.items()}, torch.cat(opening)
 
 
 def main() -> int:
@@ -98,6 +112,10 @@ def main() -> int:
     parser.add_argument("--guidance", type=ranged("guidance"), nargs="+", default=[0.0],
                         help="guidance scales of the ranked guesses, 0 to 10 as tts synthesize's (default 0; above 0 "
                              "needs model.text_dropout)")
+    parser.add_argument("--prompt-free", action="store_true",
+                        help="prompt each cut with another utterance of its speaker among --cuts, nothing of it "
+                             "visible (inference's condition); the ranks are also given apart for its opening frames "
+                             "(those a prefix prompt would hold) and the rest")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -130,12 +148,20 @@ def main() -> int:
         for name, wer in resynthesis_wer(codec, cuts, args.layer - 1, args.ranks, args.seed).items():
             print(f"  {name}\t{wer:.3f}")
     if release is not None:
-        by_scale = model_ranks(release, cuts, codec.quantizer.layers[0].codebook.embed, guidance=args.guidance)
+        by_scale, opening = model_ranks(release, cuts, codec.quantizer.layers[0].codebook.embed,
+                                        guidance=args.guidance, prompt_free=args.prompt_free)
+        if not len(opening):
+            raise InputError(f"no speaker of {args.cuts} has two utterances: --prompt-free has nothing to score")
+        parts = {"": None}
+        if args.prompt_free:
+            parts.update({" (opening frames)": opening, " (the rest)": ~opening})
         for g, ranks in by_scale.items():
-            shares = ", ".join(f"<= {r}: {(ranks <= r).float().mean():.3f}" for r in [0] + list(args.ranks))
-            scale = f" (guidance {g:g})" if len(by_scale) > 1 or g else ""
-            print(f"{args.checkpoint}{scale}: {len(ranks)} frames, first-layer argmax among the true token's nearest: "
-                  f"{shares}; median rank {int(ranks.median())}")
+            for part, keep in parts.items():
+                kept = ranks if keep is None else ranks[keep]
+                shares = ", ".join(f"<= {r}: {(kept <= r).float().mean():.3f}" for r in [0] + list(args.ranks))
+                scale = f" (guidance {g:g})" if len(by_scale) > 1 or g else ""
+                print(f"{args.checkpoint}{scale}{part}: {len(kept)} frames, first-layer argmax among the true "
+                      f"token's nearest: {shares}; median rank {int(kept.float().median())}")
     return 0
 
 

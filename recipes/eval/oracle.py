@@ -82,7 +82,7 @@ def main() -> int:
         phonemes = torch.tensor([symbols.encode(sup.custom["phonemes"].split(" "))])
         codes = torch.from_numpy(cut_codes(cut).astype("int64")).T  # [K, T]
         durations = stored_durations(cut, phonemes.shape[1], codes.shape[1])
-        prompt = pool.draw(sup.speaker, cut.id, rng, frames)
+        prompt = pool.draw(sup.speaker, cut, rng, frames)
         if durations is None or prompt is None:
             continue
         used += 1

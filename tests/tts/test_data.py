@@ -207,6 +207,27 @@ def test_prompt_pool_holds_references_not_cuts(built):
     assert not np.array_equal(windowed[:10], cut_codes(cut)[:10])
 
 
+def test_copies_of_an_utterance_never_prompt_each_other(built):
+    """An oversampled manifest's copies (``<id>_repeat<k>``) are the cut itself: the pool draws another utterance of
+    the speaker, or none when the speaker has no other."""
+    root, config, _ = built
+    symbols = SymbolTable.load(config.work_dir / "symbols.json")
+    cuts = CutSet.from_file(config.work_dir / "cuts_train.jsonl.gz").to_eager()
+    cut = cuts[0]
+    speaker = cut.supervisions[0].speaker
+    copies = [cut.with_id(f"{cut.id}_repeat{k}") for k in (1, 2)]
+    rng = random.Random(0)
+    alone = PromptPool([cut] + copies)
+    assert all(alone.draw(speaker, c, rng, 40) is None for c in [cut] + copies)
+    assert alone.draw(speaker, copies[0].id, rng, 40) is None  # by id too
+    batch = TokenDataset(symbols, other_utterance_prob=1.0, prompt_pool=alone)[[cut] + copies]
+    assert batch.prompt_is_prefix.all()
+    other = next(c for c in cuts if c.supervisions[0].speaker == speaker and c.id != cut.id)
+    pool = PromptPool([cut, other] + copies)
+    for _ in range(20):
+        np.testing.assert_array_equal(pool.draw(speaker, copies[1], rng, 40), cut_codes(other)[:40])
+
+
 def test_sampler_resumes_mid_epoch_and_splits_ranks(built):
     root, config, _ = built
     cuts = CutSet.from_file(config.work_dir / "cuts_train.jsonl.gz").to_eager()

@@ -15,7 +15,7 @@ from lhotse import CutSet
 
 from tests.support import corpus_data as data
 from tests.support import accelerate_launch, resumed_like_unbroken, snippet, synthesize_documented
-from tts.data.dataset import TokenDataset
+from tts.data.dataset import PromptPool, TokenDataset
 from tts.models.base import GenerationRequest
 from tts.models.sampling import SamplingConfig
 from tts.models.mobilespeech import MobileSpeech, MobileSpeechConfig, length_regulate
@@ -173,6 +173,22 @@ def test_first_layer_validation_does_not_depend_on_the_draws(built):
     assert first_a.tokens == int(batch.code_lens.sum()) - prefix
 
 
+def test_prompt_free_validation_scores_whole_targets(built):
+    """``smd_free`` scores every frame of the items prompted by another utterance (inference's condition) and none
+    of those prompted by a prefix."""
+    cuts, symbols, _ = data(built)
+    some = CutSet.from_cuts(list(cuts)[:6])
+    batch = TokenDataset(symbols, other_utterance_prob=1.0, prompt_pool=cuts)[some]
+    other = ~batch.prompt_is_prefix
+    assert other.any()
+    torch.manual_seed(0)
+    model = MobileSpeech(MobileSpeechConfig.tiny(len(symbols))).eval()
+    with torch.no_grad():
+        free = model.prompt_free_outputs(batch)["smd_free"]
+        assert free.tokens == int(batch.code_lens[other].sum())
+        assert model.prompt_free_outputs(TokenDataset(symbols)[some]) == {}
+
+
 def test_config_files(built):
     from tts.training import load_token_train_config
 
@@ -199,7 +215,10 @@ def test_training_resumes_exactly_and_the_release_speaks(built, tmp_path):
     _, resumed = resumed_like_unbroken(config, cuts, symbols, codec, tmp_path)
     results = resumed.validate(cuts)
     assert {"valid/smd_loss", "valid/smd_accuracy", "valid/duration_loss", "valid/smd_first_loss",
-            "valid/smd_first_accuracy"} <= set(results)
+            "valid/smd_first_accuracy", "valid/smd_free_loss", "valid/smd_free_accuracy"} <= set(results)
+    # validation prompts with prefixes whatever the run trains with, so that runs compare
+    resumed.dataset.other_utterance_prob, resumed.dataset.prompt_pool = 1.0, PromptPool(cuts)
+    assert resumed.validate(cuts) == results
     # the jointly trained aligner only scores cuts without stored durations
     stored = [c for c in cuts if "durations" in (c.supervisions[0].custom or {})]
     assert "valid/aligner_loss" not in resumed.validate(CutSet.from_cuts(stored[:8]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +91,14 @@ def test_neighbours_recipe_swaps_tokens_and_ranks_guesses(built, tmp_path):
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2 and "(guidance 0)" in lines[0] and "(guidance 2)" in lines[1]
     assert lines[0].split(" frames")[0].endswith(lines[1].split(" frames")[0].split(": ")[-1])
+    # prompted by other utterances: all frames, then the openings a prefix would hold and the rest apart
+    proc = neighbours("--cuts", cuts, "--codec", root / "codec", "--checkpoint", release, "--limit", 12,
+                      "--ranks", 1, "--no-resynthesis", "--prompt-free")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 3 and "(opening frames)" in lines[1] and "(the rest)" in lines[2], lines
+    frames = [int(re.search(r": (\d+) frames, ", line).group(1)) for line in lines]
+    assert frames[0] == frames[1] + frames[2] and min(frames) > 0
+    alone = neighbours("--cuts", cuts, "--codec", root / "codec", "--checkpoint", release, "--limit", 1,
+                       "--ranks", 1, "--no-resynthesis", "--prompt-free")
+    assert alone.returncode != 0 and "has two utterances" in alone.stderr.strip().splitlines()[-1], alone.stderr

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import re
 import sys
 import zlib
 from collections import defaultdict
@@ -134,13 +135,16 @@ class TokenDataset(torch.utils.data.Dataset):
         """The first ``prompt_frames`` codes of another utterance of the cut's speaker, or None."""
         if self.prompt_pool is None or self.other_utterance_prob <= 0 or rng.random() >= self.other_utterance_prob:
             return None
-        return self.prompt_pool.draw(cut.supervisions[0].speaker, cut.id, rng, self.prompt_frames)
+        return self.prompt_pool.draw(cut.supervisions[0].speaker, cut, rng, self.prompt_frames)
 
 
 class PromptPool:
     """Utterances to prompt with, by speaker: each a cut id and a reference to its stored codes (Lhotse's array
     manifest with the cut's window, or a pack's array), not the cut, so that a LibriTTS-sized pool costs a few hundred
     bytes per utterance instead of a cut's few kilobytes. Built in one pass over ``cuts`` (lazy manifests stay lazy).
+
+    Copies of one utterance (an oversampled manifest's ``<id>_repeat<k>``, or any cuts over the same stretch of one
+    recording) are one utterance: a cut is never prompted by a copy of itself.
     """
 
     def __init__(self, cuts):
@@ -156,20 +160,36 @@ class PromptPool:
             if hasattr(codes, "temporal_dim") and cut.has_recording and not (
                     cut.start == 0 and abs(cut.duration - cut.recording.duration) < 1e-6):
                 window = (cut.start, cut.duration)  # a part of a recording: read as cut.load_codes() does
-            self.by_speaker[sys.intern(cut.supervisions[0].speaker)].append((cut.id, codes, window))
+            self.by_speaker[sys.intern(cut.supervisions[0].speaker)].append((sys.intern(_REPEAT.sub("", cut.id)), utterance_key(cut), codes, window))
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_speaker.values())
 
-    def draw(self, speaker: str, exclude: str, rng: random.Random, frames: int) -> Optional[np.ndarray]:
-        """``[<=frames, K]`` codes of a random utterance of ``speaker`` other than the cut ``exclude``, or None."""
+    def draw(self, speaker: str, exclude, rng: random.Random, frames: int) -> Optional[np.ndarray]:
+        """``[<=frames, K]`` codes of a random utterance of ``speaker`` other than ``exclude`` (a cut, or a cut id),
+        or None."""
         entries = self.by_speaker.get(speaker, ())
-        choices = [i for i, entry in enumerate(entries) if entry[0] != exclude]
+        if isinstance(exclude, str):
+            field, key = 0, _REPEAT.sub("", exclude)
+        else:
+            field, key = 1, utterance_key(exclude)
+        choices = [i for i, entry in enumerate(entries) if entry[field] != key]
         if not choices:
             return None
-        _, codes, window = entries[rng.choice(choices)]
+        _, _, codes, window = entries[rng.choice(choices)]
         array = codes.load() if window is None else codes.load(start=window[0], duration=window[1])
         return array[:frames]
+
+
+_REPEAT = re.compile(r"(_repeat\d+)+$")  # Lhotse's CutSet.repeat ids, and recipes/mini/oversample.py's
+
+
+def utterance_key(cut):
+    """What makes two cuts the same utterance: the stretch of a recording they cover, or, for cuts without a
+    recording, the id without the ``_repeat<k>`` of a copy."""
+    if cut.has_recording:
+        return sys.intern(cut.recording.id), round(cut.start, 3), round(cut.duration, 3)
+    return _REPEAT.sub("", cut.id)
 
 
 def stored_durations(cut, num_tokens: int, num_frames: int) -> Optional[torch.Tensor]:

@@ -118,6 +118,7 @@ class TokenModel(nn.Module):
         loss_only: outputs that have a loss but no token accuracies.
         progress_keys: training metrics shown on the progress bar.
         synthesizes: ``generate`` makes speech codes (the synthesizer offers the model).
+        validates_prompt_free: validation also scores ``prompt_free_outputs`` on batches prompted by other utterances.
     """
 
     name: ClassVar[str]
@@ -132,6 +133,7 @@ class TokenModel(nn.Module):
     loss_only: ClassVar[FrozenSet[str]] = frozenset()
     progress_keys: ClassVar[Tuple[str, ...]] = ()
     synthesizes: ClassVar[bool] = True
+    validates_prompt_free: ClassVar[bool] = False
 
     config: object
     stages: Tuple[str, ...]
@@ -168,6 +170,11 @@ class TokenModel(nn.Module):
         """The outputs on validation batch number ``index``, drawn the same way at every validation; the trainer
         weights each by its token count."""
         return [self(batch, generator=torch.Generator().manual_seed(index))]
+
+    def prompt_free_outputs(self, batch) -> Dict[str, StageOutput]:
+        """Outputs on a validation batch prompted by other utterances of its speakers, nothing of the targets visible
+        (``validates_prompt_free`` models)."""
+        return {}
 
     def generate(self, request: GenerationRequest) -> List[torch.Tensor]:
         """Codes ``[K, T_i]`` per text of the request."""

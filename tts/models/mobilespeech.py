@@ -175,6 +175,7 @@ class MobileSpeech(TokenModel):
     all_stages = ("smd",)
     supports_speed = True  # durations are predicted, so dividing them sets the speaking rate
     supports_steps = True  # layer 1 is decoded in confidence-based rounds
+    validates_prompt_free = True  # inference sees nothing of the target: validation measures that too
     loss_only = frozenset({"duration", "aligner"})
     progress_keys = ("smd_loss", "smd_accuracy", "duration_loss")
 
@@ -365,6 +366,14 @@ class MobileSpeech(TokenModel):
         other ``layer_decay`` or ``alpha`` compare on it."""
         first = token_metrics(*self.first_layer_logits(batch))
         return super().validation_outputs(batch, index) + [{"smd_first": first}]
+
+    def prompt_free_outputs(self, batch: TokenBatch) -> Dict[str, StageOutput]:
+        """``smd_free``: ``smd_first`` with the prompt another utterance of the speaker, so that nothing of the target
+        is visible: the first round of inference, which reads no prompt transcript. Training with prefix prompts
+        never scores an utterance's opening frames; this does. Items prompted by a prefix are not scored."""
+        logits, targets = self.first_layer_logits(batch)
+        targets = torch.where(batch.prompt_is_prefix[:, None], torch.full_like(targets, IGNORE), targets)
+        return {"smd_free": token_metrics(logits, targets)} if (targets != IGNORE).any() else {}
 
     def first_layer_logits(self, batch: TokenBatch, without_text: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
         """``(logits [B, T, C], targets [B, T])`` of the first layer wholly masked, in one pass: the condition of
