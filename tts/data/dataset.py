@@ -138,10 +138,22 @@ class TokenDataset(torch.utils.data.Dataset):
         return self.prompt_pool.draw(cut.supervisions[0].speaker, cut, rng, self.prompt_frames)
 
 
+_REPEAT = re.compile(r"(_repeat\d+)+$")  # Lhotse's CutSet.repeat ids, and recipes/mini/oversample.py's
+
+
+def utterance_key(cut):
+    """What makes two cuts the same utterance: the stretch of a recording they cover, or, for cuts without a
+    recording, the id without the ``_repeat<k>`` of a copy."""
+    if cut.has_recording:
+        return sys.intern(cut.recording.id), round(cut.start, 3), round(cut.duration, 3)
+    return _REPEAT.sub("", cut.id)
+
+
 class PromptPool:
-    """Utterances to prompt with, by speaker: each a cut id and a reference to its stored codes (Lhotse's array
-    manifest with the cut's window, or a pack's array), not the cut, so that a LibriTTS-sized pool costs a few hundred
-    bytes per utterance instead of a cut's few kilobytes. Built in one pass over ``cuts`` (lazy manifests stay lazy).
+    """Utterances to prompt with, by speaker: each a cut id, its ``utterance_key`` and a reference to its stored codes
+    (Lhotse's array manifest with the cut's window, or a pack's array), not the cut, so that a LibriTTS-sized pool costs
+    a few hundred bytes per utterance instead of a cut's few kilobytes. Built in one pass over ``cuts`` (lazy manifests
+    stay lazy).
 
     Copies of one utterance (an oversampled manifest's ``<id>_repeat<k>``, or any cuts over the same stretch of one
     recording) are one utterance: a cut is never prompted by a copy of itself.
@@ -160,7 +172,8 @@ class PromptPool:
             if hasattr(codes, "temporal_dim") and cut.has_recording and not (
                     cut.start == 0 and abs(cut.duration - cut.recording.duration) < 1e-6):
                 window = (cut.start, cut.duration)  # a part of a recording: read as cut.load_codes() does
-            self.by_speaker[sys.intern(cut.supervisions[0].speaker)].append((sys.intern(_REPEAT.sub("", cut.id)), utterance_key(cut), codes, window))
+            entry = (sys.intern(_REPEAT.sub("", cut.id)), utterance_key(cut), codes, window)
+            self.by_speaker[sys.intern(cut.supervisions[0].speaker)].append(entry)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.by_speaker.values())
@@ -179,17 +192,6 @@ class PromptPool:
         _, _, codes, window = entries[rng.choice(choices)]
         array = codes.load() if window is None else codes.load(start=window[0], duration=window[1])
         return array[:frames]
-
-
-_REPEAT = re.compile(r"(_repeat\d+)+$")  # Lhotse's CutSet.repeat ids, and recipes/mini/oversample.py's
-
-
-def utterance_key(cut):
-    """What makes two cuts the same utterance: the stretch of a recording they cover, or, for cuts without a
-    recording, the id without the ``_repeat<k>`` of a copy."""
-    if cut.has_recording:
-        return sys.intern(cut.recording.id), round(cut.start, 3), round(cut.duration, 3)
-    return _REPEAT.sub("", cut.id)
 
 
 def stored_durations(cut, num_tokens: int, num_frames: int) -> Optional[torch.Tensor]:
