@@ -16,7 +16,7 @@ import os
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -188,6 +188,7 @@ class TokenTrainer(Trainer):
                                                   # global RNG, or a resumed run would drift from an unbroken one
                                                   generator=torch.Generator().manual_seed(config.seed))
         self.valid_cuts = valid_cuts
+        self._valid_sets = None  # validation's datasets on valid_cuts, made at the first validation
         self.model, self.optimizer = self.acc.prepare(model, self.optimizer)
         if self.acc.is_main_process:
             symbols.save(self.out / "symbols.json")
@@ -246,6 +247,22 @@ class TokenTrainer(Trainer):
     def amount(self, batch: TokenBatch) -> float:
         return float(batch.code_lens.sum())
 
+    def _validation_sets(self, cuts) -> Tuple[TokenDataset, Optional[TokenDataset]]:
+        """Validation's datasets on ``cuts``: prefix prompts, and other utterances' prompts for a
+        ``validates_prompt_free`` model (else None). Those of the run's own held-out cuts are made once (the pool is a
+        pass over them)."""
+        if cuts is self.valid_cuts and self._valid_sets is not None:
+            return self._valid_sets
+        c = self.config
+        prefixed = TokenDataset(self.dataset.symbols, frame_rate=c.frame_rate, prompt_seconds=c.prompt_seconds,
+                                seed=c.seed)
+        free = TokenDataset(self.dataset.symbols, frame_rate=c.frame_rate, prompt_seconds=c.prompt_seconds,
+                            other_utterance_prob=1.0, prompt_pool=PromptPool(cuts),
+                            seed=c.seed) if self.unwrapped.validates_prompt_free else None
+        if cuts is self.valid_cuts:
+            self._valid_sets = prefixed, free
+        return prefixed, free
+
     @torch.no_grad()
     def validate(self, cuts=None) -> Dict[str, float]:
         """Token-weighted loss, accuracy and top-10 accuracy per stage on held-out cuts (every NAR codebook on every
@@ -258,12 +275,7 @@ class TokenTrainer(Trainer):
         was_training = model.training
         model.eval()
         sampler = make_sampler(cuts, self.config.max_duration, shuffle=False, num_buckets=1)
-        c = self.config
-        prefixed = TokenDataset(self.dataset.symbols, frame_rate=c.frame_rate, prompt_seconds=c.prompt_seconds,
-                                seed=c.seed)
-        free = TokenDataset(self.dataset.symbols, frame_rate=c.frame_rate, prompt_seconds=c.prompt_seconds,
-                            other_utterance_prob=1.0, prompt_pool=PromptPool(cuts),
-                            seed=c.seed) if model.validates_prompt_free else None
+        prefixed, free = self._validation_sets(cuts)
         totals: Dict[str, float] = {}
         for index, cuts_batch in enumerate(sampler):
             if self.config.validation_batches and index >= self.config.validation_batches:

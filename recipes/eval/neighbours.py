@@ -92,7 +92,8 @@ def model_ranks(release, cuts, codewords: torch.Tensor, max_duration: float = 60
                 target = torch.where(batch.prompt_is_prefix[:, None], torch.full_like(target, IGNORE), target)
             uncond = model.first_layer_logits(batch, without_text=True)[0] if any(guidance) else None
             scored = target >= 0
-            held = prefixed[batch_cuts].prompt_lens  # the same draw of prefix lengths: the same cuts and seed
+            # the prefix lengths (the same cuts and seed draw the same) that the prompt-free batch does not hold
+            held = prefixed[batch_cuts].prompt_lens if prompt_free else batch.prompt_lens
             opening.append((torch.arange(target.shape[1])[None] < held[:, None])[scored])
             for g in guidance:
                 logits = cond + g * (cond - uncond) if g else cond
