@@ -174,9 +174,7 @@ class TokenTrainer(Trainer):
                     else warmup_cosine(c.max_steps, c.warmup_steps, c.min_lr_ratio))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
         pool = PromptPool(train_cuts) if config.other_utterance_prob > 0 else None
-        self.dataset = TokenDataset(symbols, frame_rate=config.frame_rate, prompt_seconds=config.prompt_seconds,
-                                    other_utterance_prob=config.other_utterance_prob, prompt_pool=pool,
-                                    seed=config.seed)
+        self.dataset = self._token_dataset(symbols, config.other_utterance_prob, pool)
         world, rank = (1, 0) if per_rank else (self.acc.num_processes, self.acc.process_index)
         self.sampler = make_sampler(train_cuts, config.max_duration, shuffle=True, seed=config.seed,
                                     world_size=world, rank=rank, num_buckets=config.num_buckets,
@@ -247,18 +245,22 @@ class TokenTrainer(Trainer):
     def amount(self, batch: TokenBatch) -> float:
         return float(batch.code_lens.sum())
 
+    def _token_dataset(self, symbols: SymbolTable, other_utterance_prob: float = 0.0,
+                       prompt_pool: Optional[PromptPool] = None) -> TokenDataset:
+        """The run's dataset settings with the given prompting (training's, or validation's)."""
+        c = self.config
+        return TokenDataset(symbols, frame_rate=c.frame_rate, prompt_seconds=c.prompt_seconds,
+                            other_utterance_prob=other_utterance_prob, prompt_pool=prompt_pool, seed=c.seed)
+
     def _validation_sets(self, cuts) -> Tuple[TokenDataset, Optional[TokenDataset]]:
         """Validation's datasets on ``cuts``: prefix prompts, and other utterances' prompts for a
         ``validates_prompt_free`` model (else None). Those of the run's own held-out cuts are made once (the pool is a
         pass over them)."""
         if cuts is self.valid_cuts and self._valid_sets is not None:
             return self._valid_sets
-        c = self.config
-        prefixed = TokenDataset(self.dataset.symbols, frame_rate=c.frame_rate, prompt_seconds=c.prompt_seconds,
-                                seed=c.seed)
-        free = TokenDataset(self.dataset.symbols, frame_rate=c.frame_rate, prompt_seconds=c.prompt_seconds,
-                            other_utterance_prob=1.0, prompt_pool=PromptPool(cuts),
-                            seed=c.seed) if self.unwrapped.validates_prompt_free else None
+        prefixed = self._token_dataset(self.dataset.symbols)
+        free = self._token_dataset(self.dataset.symbols, 1.0, PromptPool(cuts)) if (
+            self.unwrapped.validates_prompt_free) else None
         if cuts is self.valid_cuts:
             self._valid_sets = prefixed, free
         return prefixed, free
